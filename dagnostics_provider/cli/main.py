@@ -1,0 +1,49 @@
+"""The ``dagnostics`` command line.
+
+Subcommands register themselves in :func:`build_parser`; each module in this package owns one group of verbs
+so the parser stays a table of contents.  Errors a user can fix exit with status 2 and one readable line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from dagnostics_provider import __version__
+from dagnostics_provider.cli import db_commands
+
+
+class UserError(Exception):
+    """An error caused by input or environment that the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dagnostics",
+        description="DAGnostics: analyse failed Airflow tasks, review analyses, train and deploy the model.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output to stderr")
+    groups = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    db_commands.register(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"dagnostics: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

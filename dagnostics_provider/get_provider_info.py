@@ -1,0 +1,27 @@
+"""Provider metadata that Airflow's ProvidersManager reads through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from dagnostics_provider import __version__
+from dagnostics_provider.config import provider_config_section
+
+
+def get_provider_info() -> dict:
+    return {
+        # Must equal the normalised distribution name or Airflow refuses to load the provider.
+        "package-name": "airflow-provider-dagnostics",
+        "name": "DAGnostics",
+        "description": (
+            "Analyses every failed task with a small language model, collects engineers' reviews in the "
+            "Airflow UI and fine-tunes and deploys a better model from them."
+        ),
+        "versions": [__version__],
+        "connection-types": [],
+        "config": provider_config_section(),
+        "plugins": [
+            {
+                "name": "dagnostics",
+                "plugin-class": "dagnostics_provider.plugins.dagnostics_plugin.DagnosticsPlugin",
+            }
+        ],
+    }

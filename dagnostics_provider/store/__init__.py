@@ -1,0 +1,1 @@
+"""DAGnostics' own database: models, engine resolution and migrations."""
