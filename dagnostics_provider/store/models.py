@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from dagnostics_provider.analysis.schema import Category, Severity
+
 # Deterministic constraint names keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -50,23 +52,6 @@ def utcnow() -> datetime:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
-
-
-class Category(str, enum.Enum):
-    resource_error = "resource_error"
-    data_quality = "data_quality"
-    dependency_failure = "dependency_failure"
-    configuration_error = "configuration_error"
-    permission_error = "permission_error"
-    timeout_error = "timeout_error"
-    unknown = "unknown"
-
-
-class Severity(str, enum.Enum):
-    low = "low"
-    medium = "medium"
-    high = "high"
-    critical = "critical"
 
 
 class FailureStatus(str, enum.Enum):

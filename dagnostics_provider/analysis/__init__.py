@@ -1,0 +1,1 @@
+"""Failure analysis: log parsing, root-cause extraction, heuristic and LLM analyzers."""

@@ -1,0 +1,109 @@
+"""The analysis schema: what every analyzer returns, what reviewers correct and what the model is trained on.
+
+One pydantic model serves as validator (for LLM answers, review forms and dataset rows) and as the source of the
+JSON schema that constrains Ollama's structured output, so the three can never drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class Category(str, enum.Enum):
+    resource_error = "resource_error"
+    data_quality = "data_quality"
+    dependency_failure = "dependency_failure"
+    configuration_error = "configuration_error"
+    permission_error = "permission_error"
+    timeout_error = "timeout_error"
+    unknown = "unknown"
+
+
+class Severity(str, enum.Enum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+
+CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
+SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
+
+# Bounds keep one junk answer from filling the store; a real analysis is far below them.
+MAX_MESSAGE_CHARS = 2_000
+MAX_REASONING_CHARS = 4_000
+MAX_ERROR_LINES = 20
+MAX_LINE_CHARS = 2_000
+MAX_ACTIONS = 10
+
+
+class AnalysisResult(BaseModel):
+    """A structured diagnosis of one failed task."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    error_message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, description="The root-cause error line")
+    category: str = Field(json_schema_extra={"enum": list(CATEGORIES)})
+    severity: str = Field(json_schema_extra={"enum": list(SEVERITIES)})
+    confidence: float = Field(ge=0.0, le=1.0)
+    reasoning: str = Field(default="", max_length=MAX_REASONING_CHARS)
+    error_lines: list[str] = Field(default_factory=list, max_length=MAX_ERROR_LINES)
+    suggested_actions: list[str] = Field(default_factory=list, max_length=MAX_ACTIONS)
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, value: str) -> str:
+        if value not in CATEGORIES:
+            raise ValueError(f"category must be one of {', '.join(CATEGORIES)}")
+        return value
+
+    @field_validator("severity")
+    @classmethod
+    def _known_severity(cls, value: str) -> str:
+        if value not in SEVERITIES:
+            raise ValueError(f"severity must be one of {', '.join(SEVERITIES)}")
+        return value
+
+    @field_validator("error_lines", "suggested_actions")
+    @classmethod
+    def _bounded_lines(cls, value: list[str]) -> list[str]:
+        for line in value:
+            if len(line) > MAX_LINE_CHARS:
+                raise ValueError(f"a line is longer than {MAX_LINE_CHARS} characters")
+        return value
+
+    def to_json(self) -> str:
+        """Compact JSON in field order: the exact text a fine-tuned model is trained to produce."""
+        return json.dumps(self.model_dump(), ensure_ascii=False, separators=(",", ":"))
+
+
+class InvalidAnalysis(ValueError):
+    """An answer that is not a valid analysis; the message says what is wrong, briefly."""
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON schema of :class:`AnalysisResult` (for Ollama ``format`` and OpenAI ``response_format``)."""
+    schema = AnalysisResult.model_json_schema()
+    schema.pop("title", None)
+    schema["required"] = list(AnalysisResult.model_fields)
+    return schema
+
+
+def parse_analysis(payload: str | bytes | dict[str, Any]) -> AnalysisResult:
+    """Validate an analysis given as JSON text or a dict; raise :class:`InvalidAnalysis` with a short reason."""
+    if isinstance(payload, (str, bytes)):
+        try:
+            payload = json.loads(payload)
+        except (ValueError, RecursionError) as exc:
+            raise InvalidAnalysis(f"not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise InvalidAnalysis(f"expected a JSON object, got {type(payload).__name__}")
+    try:
+        return AnalysisResult.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors()[:5])
+        raise InvalidAnalysis(problems) from None

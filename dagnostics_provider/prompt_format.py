@@ -1,0 +1,47 @@
+"""The one prompt format of DAGnostics.
+
+The analyzer's request, every dataset row, the training examples, evaluation and the Ollama template are all
+built from the functions here.  A fine-tuned model is only as good as the match between what it was trained on
+and what it is later asked, so nothing else in the code base may spell out prompt text.
+
+Bump :data:`PROMPT_VERSION` whenever a change here would change the text a model sees: analyses record the
+version they were made with, and datasets record the version their rows were rendered in.
+"""
+
+from __future__ import annotations
+
+from dagnostics_provider.analysis.schema import CATEGORIES, SEVERITIES, AnalysisResult
+
+PROMPT_VERSION = "dagnostics-v1"
+
+INSTRUCTION = (
+    "You are an expert data engineer analyzing Airflow ETL logs. Find the root cause of the failed task in the "
+    "log context and answer with one JSON object with these fields: "
+    '"error_message" (the root-cause error line, verbatim where possible), '
+    f'"category" (one of {", ".join(CATEGORIES)}), '
+    f'"severity" (one of {", ".join(SEVERITIES)}), '
+    '"confidence" (a number from 0 to 1), '
+    '"reasoning" (one or two sentences), '
+    '"error_lines" (the log lines that show the error, verbatim) and '
+    '"suggested_actions" (short, concrete steps for the on-call engineer).'
+)
+
+INPUT_HEADER = "Log Context:\n"
+
+
+def render_input(context: str) -> str:
+    """The user turn: the extracted log context (never the whole log) under a fixed header."""
+    return INPUT_HEADER + context
+
+
+def render_completion(result: AnalysisResult) -> str:
+    """The assistant turn a model is trained to produce: the analysis as compact JSON in schema field order."""
+    return result.to_json()
+
+
+def chat_messages(context: str) -> list[dict[str, str]]:
+    """System + user messages for chat APIs (Ollama ``/api/chat``, OpenAI-compatible ``/v1/chat/completions``)."""
+    return [
+        {"role": "system", "content": INSTRUCTION},
+        {"role": "user", "content": render_input(context)},
+    ]
