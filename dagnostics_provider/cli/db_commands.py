@@ -27,8 +27,9 @@ def _check(args: argparse.Namespace) -> int:
     from dagnostics_provider.store.migrate import current_revision, head_revision
 
     url = args.url or resolve_url()
+    print(f"store: {_redacted(url)}")
     current, head = current_revision(url), head_revision()
-    print(f"store: {_redacted(url)}\ncurrent revision: {current or 'none (not migrated)'}\nhead revision: {head}")
+    print(f"current revision: {current or 'none (not migrated)'}\nhead revision: {head}")
     if current != head:
         print("The store needs `dagnostics db migrate`.")
         return 1

@@ -11,6 +11,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from dagnostics_provider import __version__
 from dagnostics_provider.cli import db_commands
 
@@ -43,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"dagnostics: error: {exc}", file=sys.stderr)
         return 2
+    except SQLAlchemyError as exc:
+        # The driver's own message (e.g. "connection refused") without SQLAlchemy's statement dump.
+        print(f"dagnostics: store error: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

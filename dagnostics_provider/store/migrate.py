@@ -30,7 +30,13 @@ def head_revision() -> str:
 
 
 def current_revision(url: str | None = None) -> str | None:
-    with get_engine(url).connect() as connection:
+    """The store's revision, or None for an empty store (a missing SQLite file is not created by asking)."""
+    engine = get_engine(url)
+    if engine.dialect.name == "sqlite":
+        database = make_url(str(engine.url)).database
+        if database and database != ":memory:" and not Path(database).exists():
+            return None
+    with engine.connect() as connection:
         return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
 
 
