@@ -63,6 +63,127 @@ OPTIONS: dict[str, Option] = {
             ),
             example="30000",
         ),
+        Option(
+            name="record_retries",
+            type="boolean",
+            default="False",
+            description=(
+                "Also record tries that fail but will be retried (up_for_retry). By default only final "
+                "failures (and tasks marked failed by hand) are recorded and analysed."
+            ),
+            example="True",
+        ),
+        Option(
+            name="max_error_chars",
+            type="integer",
+            default="20000",
+            description=(
+                "Longest error text (exception and traceback) the listener stores for one failed try; the "
+                "rest is cut from the middle, keeping the start and the final exception."
+            ),
+            example="20000",
+        ),
+        Option(
+            name="llm_provider",
+            type="string",
+            default="ollama",
+            description=(
+                "Who analyses failed tasks: ``ollama`` (an Ollama server), ``openai`` (any OpenAI-compatible "
+                "``/v1/chat/completions`` server: vLLM, llama.cpp, OpenAI, gateways) or ``heuristic`` (rules "
+                "only, no model). When the model is down, slow or answers junk, the heuristic result is stored "
+                "with the reason."
+            ),
+            example="heuristic",
+        ),
+        Option(
+            name="llm_conn_id",
+            type="string",
+            default="",
+            description=(
+                "Airflow connection of the LLM server (type ``ollama`` or ``openai_compatible``). Empty means "
+                "the provider's default connection, ``ollama_default`` or ``openai_compatible_default``. When "
+                "the connection does not exist, the ``llm_*`` options below are used."
+            ),
+            example="ollama_gpu",
+        ),
+        Option(
+            name="llm_base_url",
+            type="string",
+            default="http://localhost:11434",
+            description="Ollama base URL used when the LLM connection does not exist.",
+            example="http://ollama.internal:11434",
+        ),
+        Option(
+            name="llm_model",
+            type="string",
+            default="llama3.2:3b",
+            description=(
+                "Model asked when the LLM connection does not name one. The default is a general instruct model "
+                "for use before a fine-tuned model is deployed: at 3B parameters it answers within the default "
+                "timeout on CPU-only machines, follows Ollama's JSON-schema structured output reliably, and is a "
+                "Llama-architecture model like the small bases DAGnostics fine-tunes and imports into Ollama."
+            ),
+            example="dagnostics-analyzer:latest",
+        ),
+        Option(
+            name="llm_temperature",
+            type="float",
+            default="0.1",
+            description="Sampling temperature of analyses; low, because a diagnosis should not vary between runs.",
+            example="0.0",
+        ),
+        Option(
+            name="llm_timeout",
+            type="float",
+            default="60",
+            description=(
+                "Seconds to wait for one answer when the LLM connection does not set a timeout. After it, the "
+                "attempt counts as failed."
+            ),
+            example="120",
+        ),
+        Option(
+            name="llm_max_retries",
+            type="integer",
+            default="2",
+            description=(
+                "Further attempts after a timeout, an invalid answer or a server error, with exponential "
+                "backoff. An unreachable server is not retried: the heuristic result is stored at once."
+            ),
+            example="0",
+        ),
+        Option(
+            name="openai_api_base",
+            type="string",
+            default="",
+            description=(
+                "Base URL (up to and including ``/v1``) of the OpenAI-compatible server used when the LLM "
+                "connection does not exist. Empty means Ollama's own OpenAI-compatible endpoint, "
+                "``llm_base_url`` + ``/v1``. API keys are only read from connections."
+            ),
+            example="http://vllm.internal:8000/v1",
+        ),
+        Option(
+            name="max_context_chars",
+            type="integer",
+            default="6000",
+            description=(
+                "Upper bound on the log context an LLM sees: the root-cause neighbourhood, the last traceback "
+                "and other error lines, with Airflow boilerplate removed. Larger contexts cost latency and "
+                "tokens; a fine-tuned model should be served with the bound it was trained with."
+            ),
+            example="6000",
+        ),
+        Option(
+            name="rules_file",
+            type="string",
+            default="",
+            description=(
+                "YAML file of extra root-cause rules (see docs/rules.md), tried before the built-in ones. "
+                "Empty means built-in rules only."
+            ),
+            example="/opt/airflow/config/dagnostics_rules.yaml",
+        ),
     )
 }
 

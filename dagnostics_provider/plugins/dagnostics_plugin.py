@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from dagnostics_provider.plugins.listener import failure_listener
+
 
 class DagnosticsPlugin(AirflowPlugin):
     name = "dagnostics"
+    listeners = [failure_listener]
