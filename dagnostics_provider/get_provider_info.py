@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagnostics_provider import __version__
 from dagnostics_provider.config import provider_config_section
+from dagnostics_provider.hooks.connection_forms import OLLAMA_CONNECTION, OPENAI_COMPATIBLE_CONNECTION
 
 
 def get_provider_info() -> dict:
@@ -16,7 +17,7 @@ def get_provider_info() -> dict:
             "Airflow UI and fine-tunes and deploys a better model from them."
         ),
         "versions": [__version__],
-        "connection-types": [],
+        "connection-types": [OLLAMA_CONNECTION, OPENAI_COMPATIBLE_CONNECTION],
         "config": provider_config_section(),
         "plugins": [
             {

@@ -10,7 +10,7 @@ import enum
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Category(str, enum.Enum):
@@ -54,6 +54,14 @@ class AnalysisResult(BaseModel):
     error_lines: list[str] = Field(default_factory=list, max_length=MAX_ERROR_LINES)
     suggested_actions: list[str] = Field(default_factory=list, max_length=MAX_ACTIONS)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        """Drop what no database stores: NUL characters and lone surrogates (an LLM or a log can produce both)."""
+        if isinstance(data, dict):
+            return {key: _storable(value) for key, value in data.items()}
+        return data
+
     @field_validator("category")
     @classmethod
     def _known_category(cls, value: str) -> str:
@@ -79,6 +87,14 @@ class AnalysisResult(BaseModel):
     def to_json(self) -> str:
         """Compact JSON in field order: the exact text a fine-tuned model is trained to produce."""
         return json.dumps(self.model_dump(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
 
 
 class InvalidAnalysis(ValueError):

@@ -1,0 +1,174 @@
+"""The LLM analyzer: asks a model for a structured diagnosis and never lets a bad answer through.
+
+The model gets the one prompt of :mod:`dagnostics_provider.prompt_format` with the analysis JSON schema as its
+output constraint, and its answer is validated by :func:`~dagnostics_provider.analysis.schema.parse_analysis`.
+Whatever goes wrong (server down, too slow, junk, a bug) the caller gets the heuristic result it passed in, marked
+``analyzer="heuristic"`` with the reason, so failure analysis keeps working without a model and the review UI and
+dataset builder can tell a model's diagnosis from a fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dagnostics_provider import config
+from dagnostics_provider.analysis.outcome import AnalysisOutcome
+from dagnostics_provider.analysis.schema import AnalysisResult, InvalidAnalysis, json_schema, parse_analysis
+from dagnostics_provider.hooks.llm_errors import LLMError, LLMHTTPError, LLMUnavailable
+from dagnostics_provider.prompt_format import PROMPT_VERSION, chat_messages
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ("ollama", "openai", "heuristic")
+# Enough of a junk answer to see what went wrong in review, without storing megabytes of it.
+MAX_RAW_RESPONSE_BYTES = 64 * 1024
+MAX_REASON_CHARS = 1_000
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 30.0
+# A whole answer that is exactly one Markdown code block.  Models (fine-tuned ones especially, and servers that
+# ignore the requested format) sometimes wrap their JSON so; the fences carry no meaning, the content is still
+# validated in full, and prose around a block is not searched for JSON because it could be an example.
+_FENCED = re.compile(r"\A\s*```[A-Za-z]*[ \t]*\n(?P<body>.*?)\n?```\s*\Z", re.DOTALL)
+
+
+class LLMAnalyzer:
+    """Analyses with a model behind an Ollama or OpenAI-compatible hook, falling back to a given result.
+
+    ``sleep`` and ``clock`` are injectable so tests of retries and latency do not wait.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        hook: Any,
+        *,
+        temperature: float | None = None,
+        max_retries: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if provider not in ("ollama", "openai"):
+            raise ValueError(f"LLMAnalyzer provider must be ollama or openai, got {provider!r}")
+        self.provider = provider
+        self.hook = hook
+        self.temperature = config.get_float("llm_temperature") if temperature is None else temperature
+        self.max_retries = max(0, config.get_int("llm_max_retries") if max_retries is None else max_retries)
+        self._sleep = sleep
+        self._clock = clock
+
+    def analyze(self, context: str, fallback: AnalysisResult) -> AnalysisOutcome:
+        """The model's analysis of the log ``context``, or ``fallback`` with the reason the model's was unusable.
+
+        Never raises: it runs while Airflow handles a task failure, where an exception would lose the analysis.
+        """
+        try:
+            return self._analyze(context, fallback)
+        except Exception as exc:  # a bug or a broken configuration must not break failure handling
+            log.exception("LLM analysis failed unexpectedly; storing the heuristic result")
+            return self._fallback(fallback, f"unexpected error: {type(exc).__name__}: {exc}", raw=None)
+
+    def _analyze(self, context: str, fallback: AnalysisResult) -> AnalysisOutcome:
+        messages = chat_messages(context)
+        schema = json_schema()
+        attempts = 1 + self.max_retries
+        reason, raw = "", None
+        for attempt in range(attempts):
+            if attempt:
+                self._sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
+            started = self._clock()
+            try:
+                response = self._ask(messages, schema)
+            except LLMUnavailable as exc:
+                return self._fallback(fallback, f"{self.provider} unavailable: {exc}", raw)
+            except LLMHTTPError as exc:
+                reason = f"{self.provider} refused the request: {exc}"
+                if not exc.retryable:
+                    return self._fallback(fallback, reason, raw)
+                continue
+            except LLMError as exc:  # timeout, invalid or oversized response
+                reason = str(exc)
+                continue
+            raw = response.content
+            try:
+                result = parse_answer(raw)
+            except InvalidAnalysis as exc:
+                reason = f"invalid answer: {exc}"
+                log.info("Attempt %d/%d: %s answered an invalid analysis: %s", attempt + 1, attempts, self.model, exc)
+                continue
+            return AnalysisOutcome(
+                result=result,
+                analyzer=self.provider,
+                prompt_version=PROMPT_VERSION,
+                model=response.model or self.model,
+                raw_response=bounded(raw),
+                latency_ms=round((self._clock() - started) * 1000),
+            )
+        if attempts > 1:
+            reason = f"{reason} (after {attempts} attempts)"
+        return self._fallback(fallback, reason, raw)
+
+    @property
+    def model(self) -> str:
+        return self.hook.model
+
+    def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Any:
+        if self.provider == "ollama":
+            return self.hook.chat(messages, format=schema, options={"temperature": self.temperature})
+        return self.hook.chat(messages, json_schema=schema, schema_name="analysis", temperature=self.temperature)
+
+    def _fallback(self, fallback: AnalysisResult, reason: str, raw: str | None) -> AnalysisOutcome:
+        reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
+        log.warning("Storing the heuristic analysis: %s", reason)
+        try:
+            model = self.model
+        except Exception:  # the model name is what failed to resolve; the outcome is still worth storing
+            model = None
+        return AnalysisOutcome(
+            result=fallback,
+            analyzer="heuristic",
+            prompt_version=PROMPT_VERSION,
+            model=model,
+            raw_response=bounded(raw),
+            fallback_reason=reason,
+        )
+
+
+def build_llm_analyzer(provider: str | None = None) -> LLMAnalyzer | None:
+    """The analyzer ``[dagnostics] llm_provider`` (or ``provider``) asks for; ``None`` for ``heuristic``.
+
+    Builds the hook without touching the connection store: the connection is resolved on the first request.
+    """
+    chosen = (provider or config.get("llm_provider")).strip().lower()
+    if chosen not in PROVIDERS:
+        raise ValueError(f"[dagnostics] llm_provider must be one of {', '.join(PROVIDERS)}, got {chosen!r}")
+    if chosen == "heuristic":
+        return None
+    conn_id = config.get("llm_conn_id").strip()
+    if chosen == "ollama":
+        from dagnostics_provider.hooks.ollama import OllamaHook
+
+        return LLMAnalyzer("ollama", OllamaHook(conn_id or OllamaHook.default_conn_name))
+    from dagnostics_provider.hooks.openai_compatible import OpenAICompatibleHook
+
+    return LLMAnalyzer("openai", OpenAICompatibleHook(conn_id or OpenAICompatibleHook.default_conn_name))
+
+
+def parse_answer(answer: str) -> AnalysisResult:
+    """Validate a model's answer; one Markdown code block around the JSON is accepted (see :data:`_FENCED`)."""
+    fenced = _FENCED.match(answer)
+    return parse_analysis(fenced.group("body") if fenced else answer)
+
+
+def bounded(raw: str | None) -> str | None:
+    """``raw`` cut to :data:`MAX_RAW_RESPONSE_BYTES` of UTF-8, saying how much was cut."""
+    if raw is None:
+        return None
+    data = raw.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_RAW_RESPONSE_BYTES:
+        return raw
+    kept = data[:MAX_RAW_RESPONSE_BYTES].decode("utf-8", "ignore")
+    return f"{kept}\n[... {len(data) - MAX_RAW_RESPONSE_BYTES} more bytes cut]"

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dagnostics_provider.analysis.schema import CATEGORIES, InvalidAnalysis, json_schema, parse_analysis
+from dagnostics_provider.prompt_format import INSTRUCTION, chat_messages, render_completion, render_input
+
+VALID = {
+    "error_message": "psycopg2.OperationalError: connection refused",
+    "category": "dependency_failure",
+    "severity": "high",
+    "confidence": 0.8,
+    "reasoning": "The database is down.",
+    "error_lines": ["psycopg2.OperationalError: connection refused"],
+    "suggested_actions": ["Check the database"],
+}
+
+
+def test_json_schema_requires_every_field_and_lists_the_enums():
+    schema = json_schema()
+    assert schema["required"] == list(VALID)
+    assert schema["properties"]["category"]["enum"] == list(CATEGORIES)
+    assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ("not json at all", "not JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ({**VALID, "category": "network"}, "category must be one of"),
+        ({**VALID, "confidence": 1.5}, "confidence"),
+        ({k: v for k, v in VALID.items() if k != "severity"}, "severity"),
+        ({**VALID, "extra": 1}, "extra"),
+        ({**VALID, "error_message": "x" * 10_000}, "error_message"),
+        ("[" * 100_000, "not JSON"),
+    ],
+)
+def test_invalid_answers_are_refused_with_a_reason(payload, problem):
+    with pytest.raises(InvalidAnalysis, match=problem):
+        parse_analysis(payload)
+
+
+def test_nul_characters_and_lone_surrogates_never_reach_the_store():
+    result = parse_analysis({**VALID, "error_message": "a\x00b\ud800c", "error_lines": ["x\x00"]})
+    assert result.error_message == "ab?c"
+    assert result.error_lines == ["x"]
+
+
+def test_completion_is_compact_json_in_field_order_and_round_trips():
+    result = parse_analysis(VALID)
+    completion = render_completion(result)
+    assert completion.startswith('{"error_message":')
+    assert '":"' in completion and '", "' not in completion  # no whitespace after separators
+    assert parse_analysis(completion) == result
+    assert list(json.loads(completion)) == list(VALID)
+
+
+def test_chat_messages_are_instruction_plus_the_rendered_context():
+    messages = chat_messages("ERROR - boom")
+    assert messages == [
+        {"role": "system", "content": INSTRUCTION},
+        {"role": "user", "content": render_input("ERROR - boom")},
+    ]
+    assert messages[1]["content"] == "Log Context:\nERROR - boom"
