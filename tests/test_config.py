@@ -49,3 +49,11 @@ def test_unsupported_connection_type_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_DAGNOSTICS_DEFAULT", "http://example.invalid")
     with pytest.raises(engine.StoreConfigurationError, match="supports postgres, mysql and sqlite"):
         engine.resolve_url()
+
+
+def test_every_option_is_documented():
+    from pathlib import Path
+
+    documented = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    missing = [name for name in config.OPTIONS if f"| `{name}` |" not in documented]
+    assert not missing, f"docs/configuration.md does not document: {missing}"
