@@ -184,6 +184,39 @@ OPTIONS: dict[str, Option] = {
             ),
             example="/opt/airflow/config/dagnostics_rules.yaml",
         ),
+        Option(
+            name="airflow_api_conn_id",
+            type="string",
+            default="airflow_api_default",
+            description=(
+                "HTTP connection to Airflow's own REST API (host, port, https in schema or conn type, login and "
+                "password of a user allowed to read task logs). Without it DAGnostics calls ``[api] base_url`` "
+                "(or http://localhost:8080) and only gets a token where the simple auth manager runs with "
+                "``simple_auth_manager_all_admins``."
+            ),
+            example="airflow_api_default",
+        ),
+        Option(
+            name="max_log_bytes",
+            type="integer",
+            default="52428800",
+            description=(
+                "Most bytes of one task log that DAGnostics reads; the rest is dropped and a truncation notice "
+                "is appended, so a runaway log cannot exhaust the memory of whoever analyses it."
+            ),
+            example="10485760",
+        ),
+        Option(
+            name="log_source",
+            type="string",
+            default="auto",
+            description=(
+                "Where task logs are read: ``api`` (Airflow's REST API, works with remote logging and remote "
+                "workers), ``local`` (the ``[logging] base_log_folder`` on this machine) or ``auto`` (the API "
+                "first, the local folder when the API cannot deliver)."
+            ),
+            example="local",
+        ),
     )
 }
 

@@ -16,9 +16,9 @@ def _migrate(args: argparse.Namespace) -> int:
     from dagnostics_provider.store.migrate import upgrade
 
     url = args.url or resolve_url()
-    print(f"Migrating DAGnostics store {_redacted(url)} to {args.revision}...")
+    print(f"Migrating DAGnostics store {_redacted(url)} to {args.revision}...", file=args.out)
     reached = upgrade(url, args.revision)
-    print(f"DAGnostics store is at revision {reached}.")
+    print(f"DAGnostics store is at revision {reached}.", file=args.out)
     return 0
 
 
@@ -27,11 +27,11 @@ def _check(args: argparse.Namespace) -> int:
     from dagnostics_provider.store.migrate import current_revision, head_revision
 
     url = args.url or resolve_url()
-    print(f"store: {_redacted(url)}")
+    print(f"store: {_redacted(url)}", file=args.out)
     current, head = current_revision(url), head_revision()
-    print(f"current revision: {current or 'none (not migrated)'}\nhead revision: {head}")
+    print(f"current revision: {current or 'none (not migrated)'}\nhead revision: {head}", file=args.out)
     if current != head:
-        print("The store needs `dagnostics db migrate`.")
+        print("The store needs `dagnostics db migrate`.", file=args.out)
         return 1
     return 0
 
@@ -42,9 +42,12 @@ def _downgrade(args: argparse.Namespace) -> int:
 
     url = args.url or resolve_url()
     if not args.yes:
-        print(f"Refusing to downgrade {_redacted(url)} to {args.revision} without --yes (data may be lost).")
+        print(
+            f"Refusing to downgrade {_redacted(url)} to {args.revision} without --yes (data may be lost).",
+            file=args.out,
+        )
         return 2
-    print(f"DAGnostics store is at revision {downgrade(url, args.revision) or 'base'}.")
+    print(f"DAGnostics store is at revision {downgrade(url, args.revision) or 'base'}.", file=args.out)
     return 0
 
 

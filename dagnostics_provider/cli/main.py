@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from sqlalchemy.exc import SQLAlchemyError
 
 from dagnostics_provider import __version__
-from dagnostics_provider.cli import db_commands
 
 
 class UserError(Exception):
@@ -29,18 +28,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output to stderr")
     groups = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from dagnostics_provider.cli import analyze_commands, db_commands, failures_commands
+
     db_commands.register(groups)
+    analyze_commands.register(groups)
+    failures_commands.register(groups)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Results go to stdout, everything else to stderr, so `--format json` output can be piped. Airflow binds its
+    # log output to whatever sys.stdout is when it is first imported, hence the swap before any command runs.
+    results = sys.stdout
+    sys.stdout = sys.stderr
     try:
+        args = build_parser().parse_args(argv)
+        args.out = results
+        logging.basicConfig(
+            level=logging.DEBUG if args.verbose else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+            force=True,
+        )
         return int(args.handler(args) or 0)
     except UserError as exc:
         print(f"dagnostics: error: {exc}", file=sys.stderr)
@@ -49,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The driver's own message (e.g. "connection refused") without SQLAlchemy's statement dump.
         print(f"dagnostics: store error: {getattr(exc, 'orig', None) or exc}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = results
 
 
 if __name__ == "__main__":
