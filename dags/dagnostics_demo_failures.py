@@ -1,7 +1,7 @@
 """Demo DAG: tasks that fail the way production tasks do, so DAGnostics has something to analyse.
 
 Each task reproduces one common failure for real (no fake log lines): a refused database connection, a missing
-input file, a timeout, a permission error, bad SQL, a process killed like the OOM killer does, a bad config
+input file, a timeout, a permission error (HTTP 403), bad SQL, a process killed like the OOM killer does, a bad config
 value. It runs every 30 minutes while the demo is up; retries are off so each run is a final failure.
 """
 
@@ -50,10 +50,27 @@ with DAG(
         time.sleep(60)
 
     @task
-    def write_report():
-        """Permission denied: the target directory is read-only."""
-        with open("/proc/dagnostics_report.csv", "w") as handle:
-            handle.write("day,total\n")
+    def publish_report():
+        """Permission denied: the partner API rejects the token (a real HTTP 403 from a local server)."""
+        import threading
+        import urllib.request
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        class PartnerApi(BaseHTTPRequestHandler):
+            def do_PUT(self):
+                self.send_response(403)
+                self.end_headers()
+                self.wfile.write(b'{"error": "token lacks scope reports:write"}')
+
+            def log_message(self, *args):
+                pass
+
+        server = HTTPServer(("127.0.0.1", 0), PartnerApi)
+        threading.Thread(target=server.handle_request, daemon=True).start()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.server_port}/v1/reports/daily", data=b"day,total\n", method="PUT"
+        )
+        urllib.request.urlopen(request, timeout=10)  # noqa: S310 (a fixed http:// URL)
 
     @task
     def aggregate_revenue():
@@ -78,7 +95,7 @@ with DAG(
         load_orders_from_postgres(),
         read_daily_extract(),
         wait_for_partner_api(),
-        write_report(),
+        publish_report(),
         aggregate_revenue(),
         kill_like_oom,
         load_pipeline_config(),

@@ -12,6 +12,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DEMO_DIR=${DEMO_DIR:-$ROOT/.demo}
 DEMO_PORT=${DEMO_PORT:-8080}
+DEMO_WORKER_LOG_PORT=${DEMO_WORKER_LOG_PORT:-8793}
+DEMO_TRIGGER_LOG_PORT=${DEMO_TRIGGER_LOG_PORT:-8794}
 VENV=${VENV:-$ROOT/.venv}
 COMPONENTS=(api-server scheduler dag-processor triggerer)
 
@@ -43,6 +45,9 @@ export AIRFLOW__API_AUTH__JWT_SECRET="$JWT_SECRET"
 export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://localhost:$DEMO_PORT/execution/"
 export AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=20
 export AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL=20
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=$DEMO_WORKER_LOG_PORT
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=$DEMO_TRIGGER_LOG_PORT
+export AIRFLOW__CORE__PARALLELISM=8
 # DAGnostics reads task logs through the REST API as this user.
 export AIRFLOW_CONN_AIRFLOW_API_DEFAULT="http://admin:$ADMIN_PASSWORD@localhost:$DEMO_PORT"
 ENV
@@ -96,9 +101,13 @@ print_banner() {
     Log in as:    admin / $ADMIN_PASSWORD
 
   What to look at:
-    - DAGs: the demo DAGs from $ROOT/dags.
+    - DAGs: dagnostics_demo_failures fails in seven realistic ways every 30 minutes (first run at start);
+      dagnostics_analyze_failures analyses each recorded failure within five minutes.
     - Providers (Admin > Providers): airflow-provider-dagnostics; Plugins: dagnostics.
-    - In a shell:  source $DEMO_DIR/env.sh && dagnostics db check
+    - In a shell:  source $DEMO_DIR/env.sh
+        dagnostics failures list                      # recorded failures and their analyses
+        dagnostics analyze DAG_ID TASK_ID RUN_ID 1    # analyse one failed try now
+      Without an Ollama server on localhost:11434 the analyses are heuristic (marked as a fallback).
 
   Component logs: $DEMO_DIR/logs/     Stop with: make demo-stop
 

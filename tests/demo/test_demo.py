@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,13 @@ def _free_port() -> int:
 def demo(tmp_path_factory):
     demo_dir = tmp_path_factory.mktemp("demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "DAGNOSTICS_TEST_PG_URL"}
-    env.update(DEMO_DIR=str(demo_dir), DEMO_PORT=str(_free_port()), VENV=str(Path(sys.executable).parent.parent))
+    env.update(
+        DEMO_DIR=str(demo_dir),
+        DEMO_PORT=str(_free_port()),
+        DEMO_WORKER_LOG_PORT=str(_free_port()),
+        DEMO_TRIGGER_LOG_PORT=str(_free_port()),
+        VENV=str(Path(sys.executable).parent.parent),
+    )
     started = subprocess.run(["bash", str(DEMO)], env=env, capture_output=True, text=True, timeout=400)
     try:
         assert started.returncode == 0, started.stdout + started.stderr
@@ -56,3 +64,87 @@ def test_demo_serves_airflow_with_dagnostics(demo):
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "AIRFLOW_HOME" in env
+
+
+def _in_demo(demo_dir: Path, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", "-c", f"source {demo_dir / 'env.sh'} && {command}"], capture_output=True, text=True, timeout=180
+    )
+
+
+def _recorded(demo_dir: Path) -> list[dict]:
+    listed = _in_demo(demo_dir, "dagnostics failures list --limit 50 --format json")
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)
+
+
+def _wait(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(3)
+    raise TimeoutError(f"demo: timed out after {timeout}s waiting for {what}")
+
+
+@pytest.mark.slow
+def test_demo_failures_are_recorded_and_analysed(demo):
+    """The demo DAG's failures reach the store through the listener and the analysis DAG analyses them."""
+    demo_dir, banner = demo
+    url = re.search(r"Airflow UI:\s+(\S+)", banner).group(1)
+    user, password = re.search(r"Log in as:\s+(\S+) / (\S+)", banner).groups()
+    token = requests.post(f"{url}auth/token", json={"username": user, "password": password}, timeout=30)
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+    demo_tasks = {
+        "load_orders_from_postgres",
+        "read_daily_extract",
+        "wait_for_partner_api",
+        "publish_report",
+        "aggregate_revenue",
+        "build_features_in_memory",
+        "load_pipeline_config",
+    }
+    _wait(
+        lambda: {f["task_id"] for f in _recorded(demo_dir) if f["dag_id"] == "dagnostics_demo_failures"} >= demo_tasks,
+        timeout=300,
+        what="the seven demo failures to be recorded",
+    )
+    # Analyse now instead of waiting for the next five-minute run.
+    trigger = requests.post(
+        f"{url}api/v2/dags/dagnostics_analyze_failures/dagRuns",
+        json={"logical_date": None},
+        headers=headers,
+        timeout=30,
+    )
+    assert trigger.status_code in (200, 409), trigger.text  # 409: a scheduled run is already on it
+    analysed = _wait(
+        lambda: (
+            [f for f in _recorded(demo_dir) if f["dag_id"] == "dagnostics_demo_failures" and f["analyzer"]]
+            if all(f["analyzer"] for f in _recorded(demo_dir) if f["dag_id"] == "dagnostics_demo_failures")
+            else None
+        ),
+        timeout=300,
+        what="the analysis DAG to analyse every demo failure",
+    )
+    by_task = {f["task_id"]: f for f in analysed}
+    assert by_task["load_orders_from_postgres"]["category"] == "dependency_failure"
+    assert "Connection refused" in by_task["load_orders_from_postgres"]["error_message"]
+    assert by_task["read_daily_extract"]["category"] == "dependency_failure"
+    assert "No such file or directory" in by_task["read_daily_extract"]["error_message"]
+    assert by_task["wait_for_partner_api"]["category"] == "timeout_error"
+    assert by_task["publish_report"]["category"] == "permission_error"
+    assert "syntax error" in by_task["aggregate_revenue"]["error_message"]
+    assert by_task["build_features_in_memory"]["category"] == "resource_error"
+    assert by_task["load_pipeline_config"]["category"] == "configuration_error"
+
+    # The documented CLI against the running demo: one JSON object on stdout.
+    failure = by_task["load_orders_from_postgres"]
+    done = _in_demo(
+        demo_dir,
+        f"dagnostics analyze dagnostics_demo_failures load_orders_from_postgres '{failure['run_id']}' "
+        f"{failure['try_number']} --llm heuristic --format json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["category"] == "dependency_failure"
