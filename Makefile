@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 EXTRAS ?= training,dev,postgres
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format bench demo demo-stop demo-status clean
+.PHONY: install test lint format bench demo demo-stop demo-status clean train-cpu-test train-cpu train-local train-workflow-cpu
 
 install: $(VENV)/.installed
 
@@ -40,6 +40,29 @@ demo-stop:
 
 demo-status:
 	bash scripts/demo.sh status
+
+# The guide's training shortcuts. train-cpu-test runs anywhere in seconds (a tiny random model, synthetic data,
+# a throwaway store under .demo/train-cpu-test); the others train DAGnostics' configured base model on the newest
+# dataset of your store (AIRFLOW_HOME / [dagnostics] settings), as `dagnostics training ...` documents.
+TRAIN_TEST_DIR := .demo/train-cpu-test
+train-cpu-test: install
+	rm -rf $(TRAIN_TEST_DIR)
+	HF_HUB_OFFLINE=1 $(PY) scripts/tiny_training_inputs.py $(TRAIN_TEST_DIR)
+	AIRFLOW_HOME=$(abspath $(TRAIN_TEST_DIR)) $(VENV)/bin/dagnostics db migrate
+	AIRFLOW_HOME=$(abspath $(TRAIN_TEST_DIR)) HF_HUB_OFFLINE=1 $(VENV)/bin/dagnostics training train-local \
+		--model-name $(TRAIN_TEST_DIR)/tiny-llama --train-file $(TRAIN_TEST_DIR)/data/train_dataset.jsonl \
+		--validation-file $(TRAIN_TEST_DIR)/data/validation_dataset.jsonl --force-cpu --epochs 1 --batch-size 4 \
+		--max-length 512 --eval-max-new-tokens 24
+
+train-cpu: install
+	$(VENV)/bin/dagnostics training train-local --force-cpu --batch-size 1 --epochs 3 --use-quantization false
+
+train-local: install
+	$(VENV)/bin/dagnostics training train-local --use-quantization true
+
+train-workflow-cpu: install
+	$(VENV)/bin/dagnostics training pipeline --force-cpu --batch-size 1 --epochs 3 --min-feedback 20 \
+		--auto-deploy false
 
 clean:
 	bash scripts/demo.sh stop || true

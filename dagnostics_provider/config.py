@@ -217,6 +217,83 @@ OPTIONS: dict[str, Option] = {
             ),
             example="local",
         ),
+        Option(
+            name="artifact_root",
+            type="string",
+            default="",
+            description=(
+                "Where DAGnostics keeps the files it produces: training datasets under ``data/training``, models "
+                "under ``models``. A local folder or an object storage URL opened through Airflow's "
+                "ObjectStoragePath (``s3://bucket/dagnostics``, ``s3://aws_conn@bucket/dagnostics`` to name the "
+                "connection, ``gs://``, ``abfs://``...), so a task on one worker can read what a task on another "
+                "wrote. Empty means ``$AIRFLOW_HOME/dagnostics``, which only works when all tasks share a disk."
+            ),
+            example="s3://aws_default@ml-artifacts/dagnostics",
+        ),
+        Option(
+            name="deploy_alias",
+            type="string",
+            default="dagnostics-slm:latest",
+            description=(
+                "The Ollama name a promoted model serves under. ``dagnostics training deploy-ollama`` creates each "
+                "version under its own tag (``dagnostics-slm:v1.0``, named after this alias) and, once the version "
+                "answers a smoke test, copies it to this name; a rollback copies an earlier tag back."
+            ),
+            example="dagnostics-slm:latest",
+        ),
+        Option(
+            name="use_deployed_model",
+            type="boolean",
+            default="True",
+            description=(
+                "Analyse with the model promoted on the Ollama server (the deployment's alias, as recorded in the "
+                "store) instead of the connection's model or ``llm_model``. Set to False to pin the configured "
+                "model, e.g. to compare the base model against the fine-tuned one."
+            ),
+            example="False",
+        ),
+        Option(
+            name="llama_cpp_convert_script",
+            type="string",
+            default="",
+            description=(
+                "Path to llama.cpp's ``convert_hf_to_gguf.py``. When set, models whose architecture Ollama cannot "
+                "import from safetensors (GPT-2/DialoGPT, T5...) are converted to GGUF and deployed from that; "
+                "when empty, deploying them fails with the list of supported architectures."
+            ),
+            example="/opt/llama.cpp/convert_hf_to_gguf.py",
+        ),
+        Option(
+            name="training_base_model",
+            type="string",
+            default="HuggingFaceTB/SmolLM2-135M-Instruct",
+            description=(
+                "Base model ``dagnostics training train-local`` and ``LoRATrainingOperator`` fine-tune when none is "
+                "given: a Hugging Face hub id or a local directory. The default is a 135M-parameter Llama-architecture "
+                "instruct model: it fine-tunes with LoRA on a CPU in minutes, has a chat template, and Ollama imports "
+                "it (and its LoRA adapter) from safetensors. GPT-2 bases (DialoGPT) and flan-t5 train too but need "
+                "GGUF conversion to deploy; encoder-only models (BERT, CodeBERT) cannot generate analyses."
+            ),
+            example="Qwen/Qwen2.5-0.5B-Instruct",
+        ),
+        Option(
+            name="retraining_notifier",
+            type="string",
+            default="",
+            description=(
+                "Import path of an Airflow notifier class (e.g. "
+                "airflow.providers.slack.notifications.slack.SlackNotifier) that the retraining DAG calls when a "
+                "run succeeds or fails. Empty means no notification."
+            ),
+            example="airflow.providers.smtp.notifications.smtp.SmtpNotifier",
+        ),
+        Option(
+            name="retraining_notifier_kwargs",
+            type="string",
+            default="",
+            description="Keyword arguments of the retraining notifier, as a JSON object.",
+            example='{"to": "data-oncall@example.com", "subject": "DAGnostics retraining {{ dag_run.state }}"}',
+        ),
     )
 }
 

@@ -10,6 +10,8 @@ version they were made with, and datasets record the version their rows were ren
 
 from __future__ import annotations
 
+from typing import Any
+
 from dagnostics_provider.analysis.schema import CATEGORIES, SEVERITIES, AnalysisResult
 
 PROMPT_VERSION = "dagnostics-v1"
@@ -45,3 +47,33 @@ def chat_messages(context: str) -> list[dict[str, str]]:
         {"role": "system", "content": INSTRUCTION},
         {"role": "user", "content": render_input(context)},
     ]
+
+
+def training_example(context: str, result: AnalysisResult) -> dict[str, Any]:
+    """One training example in both forms its consumers read.
+
+    ``instruction``/``input``/``output`` is the guide's documented format (and what people inspect);
+    ``prompt``/``completion`` is the conversational form TRL's ``SFTTrainer`` trains on, computing the loss on
+    the completion only.  Both are built here from the analyzer's own request, so training text cannot drift from
+    what the deployed model is later asked.
+    """
+    output = render_completion(result)
+    return {
+        "instruction": INSTRUCTION,
+        "input": render_input(context),
+        "output": output,
+        "prompt": chat_messages(context),
+        "completion": [{"role": "assistant", "content": output}],
+    }
+
+
+# The rendering for models without a chat template (GPT-2 style bases such as DialoGPT, flan-t5). A fine-tuned
+# model learns exactly these markers, so a server must reproduce them byte for byte: in an Ollama TEMPLATE,
+# "### System:\n{{ .System }}\n\n### User:\n{{ .Prompt }}\n\n### Assistant:\n" with "### User:" as a stop
+# sequence besides the tokenizer's EOS.
+PLAIN_TEMPLATE = "### System:\n{system}\n\n### User:\n{user}\n\n### Assistant:\n"
+
+
+def render_plain_prompt(context: str) -> str:
+    """The whole prompt as one string for a model without a chat template; the answer follows it directly."""
+    return PLAIN_TEMPLATE.format(system=INSTRUCTION, user=render_input(context))

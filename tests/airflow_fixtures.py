@@ -116,10 +116,11 @@ def _serve(airflow: AirflowEnv, request: pytest.FixtureRequest, *, fresh_home: b
     migrated = time.monotonic()
     server = airflow.start_api_server()
     try:
-        if fresh_home:
-            # The user goes into the DB while the api-server boots: both take seconds, neither needs the other.
-            airflow.create_admin()
         server.wait_healthy()
+        if fresh_home:
+            # After the api-server is up: FAB's user creation also syncs permissions, and doing that while the
+            # booting api-server registers the plugin's permissions can collide on the same rows.
+            airflow.create_admin()
         ready = time.monotonic()
         _report(
             request,

@@ -55,5 +55,5 @@ def test_base_install_does_not_pull_torch(wheel):
     assert any(r.startswith("apache-airflow>=3.1") for r in base)
     heavy = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
     assert not [r for r in base if r.split(">")[0].split("=")[0].split(";")[0].strip() in heavy]
-    training = [r for r in requires if "extra == \"training\"" in r]
+    training = [r for r in requires if 'extra == "training"' in r]
     assert {r.split(">")[0].split(";")[0].strip() for r in training} >= set(heavy)

@@ -13,6 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 from dagnostics_provider import config
@@ -38,7 +39,9 @@ _FENCED = re.compile(r"\A\s*```[A-Za-z]*[ \t]*\n(?P<body>.*?)\n?```\s*\Z", re.DO
 class LLMAnalyzer:
     """Analyses with a model behind an Ollama or OpenAI-compatible hook, falling back to a given result.
 
-    ``sleep`` and ``clock`` are injectable so tests of retries and latency do not wait.
+    ``sleep`` and ``clock`` are injectable so tests of retries and latency do not wait.  ``model_resolver(hook)``
+    may name the model to ask instead of the hook's own (the alias a deployment promoted on that server); it runs
+    once, on first use, so building an analyzer touches neither connections nor the store.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class LLMAnalyzer:
         max_retries: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        model_resolver: Callable[[Any], str | None] | None = None,
     ) -> None:
         if provider not in ("ollama", "openai"):
             raise ValueError(f"LLMAnalyzer provider must be ollama or openai, got {provider!r}")
@@ -58,6 +62,7 @@ class LLMAnalyzer:
         self.temperature = config.get_float("llm_temperature") if temperature is None else temperature
         self.max_retries = max(0, config.get_int("llm_max_retries") if max_retries is None else max_retries)
         self._sleep = sleep
+        self._model_resolver = model_resolver
         self._clock = clock
 
     def analyze(self, context: str, fallback: AnalysisResult) -> AnalysisOutcome:
@@ -111,13 +116,14 @@ class LLMAnalyzer:
             reason = f"{reason} (after {attempts} attempts)"
         return self._fallback(fallback, reason, raw)
 
-    @property
+    @cached_property
     def model(self) -> str:
-        return self.hook.model
+        resolved = self._model_resolver(self.hook) if self._model_resolver else None
+        return resolved or self.hook.model
 
     def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Any:
         if self.provider == "ollama":
-            return self.hook.chat(messages, format=schema, options={"temperature": self.temperature})
+            return self.hook.chat(messages, model=self.model, format=schema, options={"temperature": self.temperature})
         return self.hook.chat(messages, json_schema=schema, schema_name="analysis", temperature=self.temperature)
 
     def _fallback(self, fallback: AnalysisResult, reason: str, raw: str | None) -> AnalysisOutcome:
@@ -149,9 +155,11 @@ def build_llm_analyzer(provider: str | None = None) -> LLMAnalyzer | None:
         return None
     conn_id = config.get("llm_conn_id").strip()
     if chosen == "ollama":
+        from dagnostics_provider.deploy.serving import deployed_model
         from dagnostics_provider.hooks.ollama import OllamaHook
 
-        return LLMAnalyzer("ollama", OllamaHook(conn_id or OllamaHook.default_conn_name))
+        hook = OllamaHook(conn_id or OllamaHook.default_conn_name)
+        return LLMAnalyzer("ollama", hook, model_resolver=deployed_model)
     from dagnostics_provider.hooks.openai_compatible import OpenAICompatibleHook
 
     return LLMAnalyzer("openai", OpenAICompatibleHook(conn_id or OpenAICompatibleHook.default_conn_name))

@@ -71,12 +71,10 @@ def _analyze_log(args: argparse.Namespace) -> int:
 
 def _analyze(args: argparse.Namespace) -> int:
     from dagnostics_provider.analysis.service import analyze_failure
-    from dagnostics_provider.cli.main import UserError
+    from dagnostics_provider.cli.common import require_migrated_store
     from dagnostics_provider.store import failures
-    from dagnostics_provider.store.migrate import is_up_to_date
 
-    if not is_up_to_date():
-        raise UserError("the DAGnostics store is not migrated: run `dagnostics db migrate` first")
+    require_migrated_store()
     existing = failures.find_failure(args.dag_id, args.task_id, args.run_id, args.try_number, args.map_index)
     if existing is not None:
         failure_id = existing.id

@@ -28,11 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug output to stderr")
     groups = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from dagnostics_provider.cli import analyze_commands, db_commands, failures_commands
+    from dagnostics_provider.cli import (
+        analyze_commands,
+        db_commands,
+        failures_commands,
+        roles_commands,
+        training_commands,
+    )
 
     db_commands.register(groups)
     analyze_commands.register(groups)
     failures_commands.register(groups)
+    roles_commands.register(groups)
+    training_commands.register(groups)
     return parser
 
 

@@ -8,11 +8,13 @@ and so every answer can be bounded in size and time (see :mod:`llm_http`).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 from airflow.exceptions import AirflowNotFoundException
@@ -246,18 +248,19 @@ class OllamaHook(BaseHook):
             return False
         return True
 
-    def push_blob(self, path: str | Path) -> str:
+    def push_blob(self, path: str | Path, *, progress: Callable[[int, int], None] | None = None) -> str:
         """Upload a file as a blob unless the server has it already; return its ``sha256:<hex>`` digest.
 
         The file is hashed and then uploaded in chunks straight from disk, so memory stays flat for
-        multi-GB weights.
+        multi-GB weights.  ``progress(sent, total)`` is called as the chunks go out, for upload progress logs.
         """
         digest = file_digest(path)
         if self.blob_exists(digest):
             self.log.info("Ollama already has blob %s (%s)", digest, Path(path).name)
             return digest
         with open(path, "rb") as stream:
-            exchange(self.get_conn(), "POST", f"{self.base_url}/api/blobs/{digest}", data=stream, timeout=self.timeout)
+            data = stream if progress is None else _ProgressReader(stream, os.fstat(stream.fileno()).st_size, progress)
+            exchange(self.get_conn(), "POST", f"{self.base_url}/api/blobs/{digest}", data=data, timeout=self.timeout)
         self.log.info("Uploaded %s to Ollama as blob %s", Path(path).name, digest)
         return digest
 
@@ -316,6 +319,26 @@ class OllamaHook(BaseHook):
         if not isinstance(data, dict):
             raise LLMInvalidResponse(f"{url} answered with a JSON {type(data).__name__}, not an object")
         return data
+
+
+class _ProgressReader:
+    """A binary file that reports every chunk read from it; ``len()`` gives requests the Content-Length."""
+
+    def __init__(self, stream: IO[bytes], total: int, progress: Callable[[int, int], None]) -> None:
+        self._stream = stream
+        self._total = total
+        self._sent = 0
+        self._progress = progress
+
+    def __len__(self) -> int:
+        return self._total
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._stream.read(size)
+        if chunk:
+            self._sent += len(chunk)
+            self._progress(self._sent, self._total)
+        return chunk
 
 
 def file_digest(path: str | Path) -> str:

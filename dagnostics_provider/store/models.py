@@ -89,6 +89,8 @@ class FailedTask(Base):
         UniqueConstraint("dag_id", "task_id", "run_id", "map_index", "try_number", name="uq_failed_tasks_try"),
         Index("ix_failed_tasks_status_failed_at", "status", "failed_at"),
         Index("ix_failed_tasks_dag_task", "dag_id", "task_id"),
+        # Review queue: fingerprint groups read (fingerprint, failed_at) without touching the wide rows.
+        Index("ix_failed_tasks_fingerprint_failed_at", "fingerprint", "failed_at"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -123,7 +125,12 @@ class Analysis(Base):
     """An AI (or heuristic) analysis of a failed task. Immutable: a re-analysis adds a row."""
 
     __tablename__ = "analyses"
-    __table_args__ = (CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence_range"),)
+    __table_args__ = (
+        CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence_range"),
+        # Review queue: "newest analysis per failed try" plus its filter columns, answered from the index alone.
+        Index("ix_analyses_queue", "failed_task_id", "id", "category", "severity", "confidence"),
+        Index("ix_analyses_confidence", "confidence"),  # "lowest confidence first"
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     failed_task_id: Mapped[int] = mapped_column(ForeignKey("failed_tasks.id", ondelete="RESTRICT"), index=True)
@@ -179,6 +186,7 @@ class ReviewEvent(Base):
     """Append-only audit log of everything reviewers did (submit, accept, apply to a fingerprint group...)."""
 
     __tablename__ = "review_events"
+    __table_args__ = (Index("ix_review_events_review_id", "review_id"),)  # how a review came about (export)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     failed_task_id: Mapped[int] = mapped_column(ForeignKey("failed_tasks.id", ondelete="RESTRICT"), index=True)

@@ -12,6 +12,7 @@ Scripting, for tests::
         fake.delays["llama3.2:3b"] = 5.0            # seconds before answering (timeouts)
         fake.fail("/api/chat", status=500, error="boom", times=1)   # injected HTTP errors
         fake.fail_create("unsupported architecture", after=2)        # in-stream error after 2 statuses
+        fake.corrupt_uploads(times=1)                # the next blob arrives damaged: 400 digest mismatch
         fake.stop()                                  # down: connections are refused; fake.start() brings it back
         fake.requests, fake.models["x:latest"].template, fake.blobs  # what happened
 """
@@ -109,6 +110,7 @@ class FakeOllama(FakeHTTPServer):
         self.delays: dict[str, float] = {}
         self._failures: dict[str, _InjectedFailure] = {}
         self._create_failure: tuple[str, int] | None = None
+        self._corrupt_uploads = 0
         for name in models:
             self.add_model(name)
 
@@ -127,6 +129,10 @@ class FakeOllama(FakeHTTPServer):
     def fail_create(self, error: str, *, after: int = 2) -> None:
         """Make the next ``/api/create`` fail with ``error`` after ``after`` status lines (0: as an HTTP 500)."""
         self._create_failure = (error, after)
+
+    def corrupt_uploads(self, *, times: int = 1) -> None:
+        """Damage the next ``times`` blob uploads in transit (one byte flipped), as a broken link or proxy would."""
+        self._corrupt_uploads = times
 
     def json_requests(self, path: str) -> list[dict[str, Any]]:
         return [r.json for r in self.requests_to(path)]
@@ -321,10 +327,15 @@ class FakeOllama(FakeHTTPServer):
         digest = _blob_digest(request.path)
         if digest in self.blobs:
             return Reply(200)
-        actual = f"sha256:{hashlib.sha256(request.body).hexdigest()}"
+        body = request.body
+        with self.lock:
+            if self._corrupt_uploads and body:
+                self._corrupt_uploads -= 1
+                body = bytes([body[0] ^ 0xFF]) + body[1:]
+        actual = f"sha256:{hashlib.sha256(body).hexdigest()}"
         if actual != digest:
             raise OllamaAPIError(400, f'digest mismatch, expected "{digest}", got "{actual}"')
-        self.blobs[digest] = request.body
+        self.blobs[digest] = body
         return Reply(201)
 
     # Create

@@ -1,0 +1,190 @@
+"""Evaluation by generation: the model answers every validation example through the analyzer's own prompt.
+
+The original evaluation never generated, so it could not tell a model that writes valid analyses from one that
+merely lowers a loss. Here each model answers greedily (bounded ``max_new_tokens``, batched), the answers are
+judged by :mod:`dagnostics_provider.training.metrics`, and the same examples are answered by the base model
+without the adapter and by the current production version, so the comparison is on equal terms. Results go to
+``evaluation_results.json`` in the version directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dagnostics_provider.analysis.schema import parse_analysis
+from dagnostics_provider.training import metrics, model_loading, sft_data
+from dagnostics_provider.training.layout import ADAPTER_DIR, EVALUATION_FILE, TOKENIZER_DIR, TRAINING_INFO_FILE
+from dagnostics_provider.training.trainer import read_lines, write_json
+
+log = logging.getLogger(__name__)
+
+# Room above the longest reference answer before an answer counts as unfinished.
+ANSWER_HEADROOM_TOKENS = 32
+MAX_NEW_TOKENS_CAP = 1024
+SAMPLES_KEPT = 3
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to answer, with the rendering it was trained on."""
+
+    model: Any
+    tokenizer: Any
+    style: sft_data.PromptStyle
+    task_type: str
+    max_length: int
+
+
+def read_training_info(version_dir: Path) -> dict[str, Any]:
+    return json.loads((version_dir / TRAINING_INFO_FILE).read_text(encoding="utf-8"))
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_version(version_dir: Path, *, device: str | None = None) -> LoadedModel:
+    """A trained version (base + adapter + its tokenizer) from its directory, for inference."""
+    info = read_training_info(version_dir)
+    trust = bool(info.get("trust_remote_code", False))
+    base = model_loading.resolve(info["base_model"], trust_remote_code=trust, revision=info.get("base_model_revision"))
+    tokenizer = model_loading.load_tokenizer(str(version_dir / TOKENIZER_DIR))
+    model = model_loading.load_for_inference(
+        base, version_dir / ADAPTER_DIR, device=device or default_device(), trust_remote_code=trust
+    )
+    return LoadedModel(model, tokenizer, info["prompt_style"], info["task_type"], int(info["max_length"]))
+
+
+def generate_answers(
+    loaded: LoadedModel, contexts: Sequence[str], *, max_new_tokens: int, batch_size: int = 8
+) -> list[str]:
+    """Greedy answers to ``contexts``, in order; a context that cannot fit even cut down gets an empty answer."""
+    import torch
+
+    tokenizer, model = loaded.tokenizer, loaded.model
+    seq2seq = loaded.task_type == model_loading.SEQ_2_SEQ_LM
+    budget = loaded.max_length if seq2seq else loaded.max_length - max_new_tokens
+    if budget <= 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {loaded.max_length}")
+    prompts: list[list[int] | None] = []
+    for context in contexts:
+        fitted = sft_data.fit_context(tokenizer, context, loaded.style, budget)
+        prompts.append(None if fitted is None else sft_data.prompt_ids(tokenizer, fitted, loaded.style))
+    answers = [""] * len(contexts)
+    # Similar lengths together: less padding, and the order is restored by index.
+    order = sorted((i for i, ids in enumerate(prompts) if ids is not None), key=lambda i: len(prompts[i]))
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(order), batch_size):
+        batch = order[start : start + batch_size]
+        # Causal LMs continue from the last position, so their prompts are padded on the left.
+        rows, mask = _padded([prompts[i] for i in batch], pad, left=not seq2seq)
+        with torch.no_grad():
+            output = model.generate(
+                input_ids=torch.tensor(rows, device=device),
+                attention_mask=torch.tensor(mask, device=device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        new_tokens = output if seq2seq else output[:, len(rows[0]) :]
+        for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
+            answers[i] = text.strip()
+    return answers
+
+
+def _padded(batch: list[list[int]], pad: int, *, left: bool) -> tuple[list[list[int]], list[list[int]]]:
+    """Token rows padded to the batch's longest, and their attention masks."""
+    longest = max(len(ids) for ids in batch)
+    rows, mask = [], []
+    for ids in batch:
+        fill = longest - len(ids)
+        rows.append([pad] * fill + ids if left else ids + [pad] * fill)
+        mask.append([0] * fill + [1] * len(ids) if left else [1] * len(ids) + [0] * fill)
+    return rows, mask
+
+
+def default_max_new_tokens(tokenizer: Any, outputs: Sequence[str]) -> int:
+    """Enough for the longest reference answer plus headroom: a longer answer is junk, not worth waiting for."""
+    longest = max((len(tokenizer(o, add_special_tokens=False)["input_ids"]) for o in outputs), default=0)
+    return min(MAX_NEW_TOKENS_CAP, longest + ANSWER_HEADROOM_TOKENS)
+
+
+def _score(label: str, loaded: LoadedModel, examples, references, max_new_tokens: int, batch_size: int) -> tuple:
+    started = time.monotonic()
+    answers = generate_answers(
+        loaded, [e.context for e in examples], max_new_tokens=max_new_tokens, batch_size=batch_size
+    )
+    scores = metrics.compute_metrics(answers, references)
+    scores["generation_s"] = round(time.monotonic() - started, 2)
+    log.info("Evaluation of %s on %d examples: %s", label, len(examples), json.dumps(scores))
+    return scores, answers
+
+
+def evaluate_version(
+    version_dir: Path,
+    dataset_file: str | os.PathLike[str] | None = None,
+    *,
+    production_dir: Path | None = None,
+    production_version: str | None = None,
+    include_base: bool = True,
+    max_new_tokens: int | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate the version in ``version_dir`` (and its base, and production) and write evaluation_results.json.
+
+    ``dataset_file`` defaults to the validation split the version was trained with.
+    """
+    from dagnostics_provider.training.progress import quiet_progress_bars
+
+    if not sys.stderr.isatty():
+        quiet_progress_bars()
+    info = read_training_info(version_dir)
+    dataset_file = dataset_file or info.get("dataset", {}).get("validation_file")
+    if not dataset_file:
+        raise ValueError(f"no dataset given and {version_dir / TRAINING_INFO_FILE} names no validation file")
+    examples = sft_data.read_examples(read_lines(dataset_file))
+    if not examples:
+        raise ValueError(f"{dataset_file} has no examples")
+    references = [parse_analysis(e.output) for e in examples]
+    loaded = load_version(version_dir, device=device)
+    max_new_tokens = max_new_tokens or default_max_new_tokens(loaded.tokenizer, [e.output for e in examples])
+    results: dict[str, Any] = {
+        "version": info.get("version"),
+        "dataset": str(dataset_file),
+        "examples": len(examples),
+        "max_new_tokens": max_new_tokens,
+    }
+    results["fine_tuned"], answers = _score(
+        "the fine-tuned model", loaded, examples, references, max_new_tokens, batch_size
+    )
+    results["base"] = None
+    if include_base:
+        with loaded.model.disable_adapter():  # the same weights without LoRA: the base model, loaded once
+            results["base"], _ = _score("the base model", loaded, examples, references, max_new_tokens, batch_size)
+    del loaded
+    results["production"], results["production_version"] = None, production_version
+    if production_dir is not None:
+        production = load_version(production_dir, device=device)
+        label = f"production ({production_version or production_dir.name})"
+        results["production"], _ = _score(label, production, examples, references, max_new_tokens, batch_size)
+    results["samples"] = [
+        {"reference": e.output, "fine_tuned": a}
+        for e, a in zip(examples[:SAMPLES_KEPT], answers[:SAMPLES_KEPT], strict=True)
+    ]
+    results["generated_at"] = datetime.now(timezone.utc).isoformat()
+    write_json(version_dir / EVALUATION_FILE, results)
+    return results

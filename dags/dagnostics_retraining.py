@@ -1,0 +1,1 @@
+../dagnostics_provider/example_dags/dagnostics_retraining.py

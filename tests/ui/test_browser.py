@@ -1,0 +1,146 @@
+"""A reviewer's session in headless Chromium against a real api-server: from Airflow's login to the export.
+
+Screenshots of the queue, the review page and the statistics land in ``test-artifacts/screenshots/``; with
+``DAGNOSTICS_DOCS_SCREENSHOTS=1`` they also replace the ones in ``docs/images/`` that ``docs/review-ui.md`` shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.ui.seed import XSS_LINE
+
+pytest_plugins = ["tests.airflow_fixtures"]
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+DOCS_IMAGES = ROOT / "docs" / "images"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+CORRECTED_MESSAGE = "HttpResponseError: the managed identity lacks 'Storage Blob Data Contributor' on raw/crm"
+
+
+@pytest.fixture(scope="module")
+def browser_page(ui_server) -> Iterator:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        context.set_default_timeout(30_000)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            yield page
+        finally:
+            page.screenshot(path=str(SCREENSHOTS / "last.png"))
+            browser.close()
+        assert not [e for e in errors if "dagnostics" in e.lower()], errors
+
+
+def _screenshot(page, name: str) -> None:
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    if os.environ.get("DAGNOSTICS_DOCS_SCREENSHOTS") == "1":
+        _publish(path, DOCS_IMAGES / f"review-ui-{name}.png")
+
+
+def _publish(source: Path, target: Path) -> None:
+    """Copy a screenshot into the docs as a 256-colour PNG (a third of the size) when Pillow is installed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        from PIL import Image
+    except ImportError:
+        shutil.copyfile(source, target)
+        return
+    with Image.open(source) as image:
+        image.convert("RGB").quantize(colors=256).save(target, optimize=True)
+
+
+def test_review_an_item_from_the_airflow_navigation(ui_server, browser_page):
+    page = browser_page
+    failure_id = ui_server.seeded.failure_ids[1]  # the Azure blob permission failure
+    page.goto(f"{ui_server.base_url}/auth/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", ui_server.passwords["admin"])
+    page.click("[type=submit]")
+    page.wait_for_url(lambda url: "/auth/login" not in url)
+
+    page.get_by_role("link", name="DAGnostics Feedback").click()
+    page.wait_for_url("**/plugin/dagnostics-feedback")
+    frame = page.frame_locator("iframe[title='DAGnostics Feedback']")
+    frame.locator("#queue").wait_for()
+    _screenshot(page, "queue")
+
+    frame.locator(f'#queue tr[data-id="{failure_id}"] td.task a').first.click()
+    form = frame.locator("#correction")
+    form.wait_for()
+    assert frame.locator("#log li.ai").count() >= 1  # the AI's error lines are highlighted in the log
+    plain_line = frame.locator("#log li:not(.ai):not(.gap)").first
+    plain_line.click()  # clicking a log line adds it to the correction's error lines...
+    assert plain_line.locator("code").inner_text().strip() in frame.locator("#error_lines").input_value()
+    assert "sel" in plain_line.get_attribute("class")
+    assert frame.locator('[data-field="error_lines"] .edited').is_visible()
+    plain_line.click()  # ...and clicking it again takes it out
+    assert "sel" not in plain_line.get_attribute("class")
+    frame.locator("#category").select_option("configuration_error")
+    frame.locator("#error_message").fill(CORRECTED_MESSAGE)
+    frame.locator("#error_message").press("Escape")  # leave the text field so single keys are shortcuts
+    page.keyboard.press("4")
+    assert frame.locator("#rating-4").is_checked()
+    page.keyboard.press("?")
+    assert frame.locator("#help").is_visible()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Control+Enter")
+
+    saved = frame.locator("#saved")
+    saved.wait_for()
+    assert "2 fields corrected" in saved.inner_text()
+    inserted = frame.locator("#saved ins").all_inner_texts()
+    assert "configuration_error" in inserted
+    assert any("managed identity lacks" in text for text in inserted)  # the word-level diff of the message
+    _screenshot(page, "review")
+
+    frame.get_by_role("link", name="Statistics").click()
+    reviewed = frame.locator('tr[data-category="configuration_error"] [data-count="reviewer"]')
+    reviewed.wait_for()
+    assert int(reviewed.inner_text()) >= 1
+    _screenshot(page, "statistics")
+
+    export = page.request.get(f"{ui_server.base_url}/pluginsv2/dagnostics/api/feedback/export?format=jsonl")
+    assert export.ok
+    rows = [json.loads(line) for line in export.text().splitlines()]
+    (mine,) = [r for r in rows if r["failed_task_id"] == failure_id and r["reviewer"] == "admin"]
+    assert (mine["rating"], mine["correction"]["category"], mine["correction"]["error_message"]) == (
+        4,
+        "configuration_error",
+        CORRECTED_MESSAGE,
+    )
+    assert mine["ai"]["category"] == "permission_error"  # the AI's suggestion is kept next to the correction
+
+
+def test_a_script_tag_in_a_log_renders_as_text(ui_server, browser_page):
+    page = browser_page
+    page.goto(f"{ui_server.base_url}/pluginsv2/dagnostics/review/{ui_server.seeded.xss_id}")
+    log = page.locator("#log")
+    log.wait_for()
+    assert XSS_LINE in log.inner_text()
+    assert page.evaluate("document.title") != "pwned"
+    assert page.locator("#log script, #log img").count() == 0
