@@ -69,6 +69,8 @@ start() {
         airflow users create --username admin --password "$ADMIN_PASSWORD" --role Admin \
             --firstname Demo --lastname Admin --email admin@example.com >"$DEMO_DIR/logs/users.log" 2>&1
     fi
+    # The review UI's permissions and the "DAGnostics Reviewer" role (see docs/review-ui.md).
+    dagnostics roles sync >>"$DEMO_DIR/logs/users.log" 2>&1 || { cat "$DEMO_DIR/logs/users.log"; exit 1; }
     for component in "${COMPONENTS[@]}"; do
         if is_running "$component"; then
             echo "demo: $component already running (pid $(cat "$DEMO_DIR/pids/$component.pid"))"
@@ -101,12 +103,15 @@ print_banner() {
     Log in as:    admin / $ADMIN_PASSWORD
 
   What to look at:
+    - DAGnostics Feedback (in the navigation): the review queue, review page, statistics and export.
     - DAGs: dagnostics_demo_failures fails in seven realistic ways every 30 minutes (first run at start);
-      dagnostics_analyze_failures analyses each recorded failure within five minutes.
+      dagnostics_analyze_failures analyses each recorded failure within five minutes;
+      dagnostics_retraining (weekly) turns reviews into a dataset, a fine-tuned model and a deployment.
     - Providers (Admin > Providers): airflow-provider-dagnostics; Plugins: dagnostics.
     - In a shell:  source $DEMO_DIR/env.sh
         dagnostics failures list                      # recorded failures and their analyses
         dagnostics analyze DAG_ID TASK_ID RUN_ID 1    # analyse one failed try now
+        dagnostics training feedback-stats            # what reviewers said so far
       Without an Ollama server on localhost:11434 the analyses are heuristic (marked as a fallback).
 
   Component logs: $DEMO_DIR/logs/     Stop with: make demo-stop

@@ -55,6 +55,15 @@ def test_demo_serves_airflow_with_dagnostics(demo):
     headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
     providers = requests.get(f"{url}api/v2/providers", headers=headers, timeout=30).json()
     assert "airflow-provider-dagnostics" in {p["package_name"] for p in providers["providers"]}
+    dags = _wait(
+        lambda: (
+            {d["dag_id"] for d in requests.get(f"{url}api/v2/dags", headers=headers, timeout=30).json()["dags"]}
+            >= {"dagnostics_demo_failures", "dagnostics_analyze_failures", "dagnostics_retraining"}
+        ),
+        timeout=180,
+        what="the demo, analysis and retraining DAGs to be parsed",
+    )
+    assert dags
     plugins = requests.get(f"{url}api/v2/plugins", headers=headers, timeout=30).json()
     assert "dagnostics" in {p["name"] for p in plugins["plugins"]}
 
