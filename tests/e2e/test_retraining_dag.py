@@ -2,7 +2,8 @@
 
 Run 1 has enough new feedback: the dataset version, the model version and its evaluation are recorded, and the gate
 keeps the current model because the tiny model is no better than its base. Run 2 on the same feedback reuses the
-dataset and the model version (a rerun creates no duplicates).
+dataset and the model version (a rerun creates no duplicates). Run 3, after v1.0 became production, finds no
+feedback newer than its dataset and skips.
 """
 
 from __future__ import annotations
@@ -135,3 +136,17 @@ def test_retraining_loop(world):
     assert second["tasks"]["train_and_evaluate"] == "success"
     assert [m.version for m in _rows(store_url, ModelVersion)] == ["dagnostics-slm-v1.0"]
     assert len(_rows(store_url, DatasetVersion)) == 1
+
+    # Once v1.0 is production (promoted by hand here, as `dagnostics training rollback --to` does), the feedback
+    # check counts only reviews newer than its dataset: none, so the next run skips.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW__DAGNOSTICS__SQL_ALCHEMY_CONN", store_url)
+        patch.setenv("AIRFLOW__DAGNOSTICS__ARTIFACT_ROOT", str(world["home"] / "artifacts"))
+        from dagnostics_provider.training import registry
+
+        registry.promote("dagnostics-slm-v1.0")
+    third = _run(world, epochs=2, learning_rate=5e-3)
+    third.pop("gate")
+    assert third["tasks"]["check_feedback"] == "skipped"
+    assert third["tasks"]["train_and_evaluate"] == "skipped" and third["tasks"]["summary"] == "success"
+    assert [m.version for m in _rows(store_url, ModelVersion)] == ["dagnostics-slm-v1.0"]
