@@ -12,30 +12,23 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
-import requests
 from airflow.exceptions import AirflowNotFoundException
 
 from dagnostics_provider import config
-from dagnostics_provider.hooks.connection_forms import OLLAMA_CONNECTION, form_widgets, ui_field_behaviour
+from dagnostics_provider.hooks.connection_forms import OLLAMA_CONNECTION
 from dagnostics_provider.hooks.llm_errors import LLMError, LLMInvalidResponse, LLMNotFound, LLMUnavailable
 from dagnostics_provider.hooks.llm_http import (
     base_url,
     config_timeout,
     exchange,
-    new_session,
     positive_seconds,
     request_json,
     stream_json_lines,
 )
-
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # Airflow before the Task SDK
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+from dagnostics_provider.hooks.llm_server_hook import LLMServerHook
 
 # The names deployment code catches; the classes are shared with the OpenAI-compatible hook.
 OllamaError = LLMError
@@ -72,7 +65,7 @@ class ChatResponse:
     eval_count: int | None = None
 
 
-class OllamaHook(BaseHook):
+class OllamaHook(LLMServerHook):
     """Talk to an Ollama server described by an ``ollama`` connection, or by ``[dagnostics] llm_*`` without one.
 
     The connection's host may carry a scheme and path (``https://llm.example.com/ollama``); a bare host gets port
@@ -84,6 +77,8 @@ class OllamaHook(BaseHook):
     default_conn_name = "ollama_default"
     conn_type = "ollama"
     hook_name = "Ollama"
+    connection_form = OLLAMA_CONNECTION
+    server_name = "Ollama"
 
     def __init__(
         self,
@@ -93,32 +88,7 @@ class OllamaHook(BaseHook):
         model: str | None = None,
         timeout: float | None = None,
     ) -> None:
-        super().__init__()
-        self.ollama_conn_id = ollama_conn_id
-        self._base_url = base_url
-        self._model = model
-        self._timeout = timeout
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return ui_field_behaviour(OLLAMA_CONNECTION)
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        return form_widgets(OLLAMA_CONNECTION)
-
-    @cached_property
-    def settings(self) -> OllamaSettings:
-        """Resolved on first use, not in ``__init__``, so building a hook never touches the connection store."""
-        settings = self._resolve_settings()
-        self.log.debug(
-            "Ollama at %s, model %s, timeout %gs (from %s)",
-            settings.base_url,
-            settings.model,
-            settings.timeout,
-            settings.source,
-        )
-        return settings
+        super().__init__(ollama_conn_id, base_url=base_url, model=model, timeout=timeout)
 
     def _resolve_settings(self) -> OllamaSettings:
         if self._base_url is not None:
@@ -151,25 +121,6 @@ class OllamaHook(BaseHook):
             keep_alive=_keep_alive(extras.get("keep_alive")),
             api_key=conn.password or None,
         )
-
-    @property
-    def base_url(self) -> str:
-        return self.settings.base_url
-
-    @property
-    def model(self) -> str:
-        return self.settings.model
-
-    @property
-    def timeout(self) -> float:
-        return self.settings.timeout
-
-    def get_conn(self) -> requests.Session:
-        return self._session
-
-    @cached_property
-    def _session(self) -> requests.Session:
-        return new_session(self.settings.api_key)
 
     # Inference
 

@@ -7,21 +7,15 @@ structured output they support, so a server that refuses a JSON schema is asked 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
-import requests
 from airflow.exceptions import AirflowNotFoundException
 
 from dagnostics_provider import config
-from dagnostics_provider.hooks.connection_forms import OPENAI_COMPATIBLE_CONNECTION, form_widgets, ui_field_behaviour
+from dagnostics_provider.hooks.connection_forms import OPENAI_COMPATIBLE_CONNECTION
 from dagnostics_provider.hooks.llm_errors import LLMError, LLMHTTPError, LLMInvalidResponse
-from dagnostics_provider.hooks.llm_http import base_url, config_timeout, new_session, positive_seconds, request_json
-
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # Airflow before the Task SDK
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef]
+from dagnostics_provider.hooks.llm_http import base_url, config_timeout, positive_seconds, request_json
+from dagnostics_provider.hooks.llm_server_hook import LLMServerHook
 
 API_PATH = "/v1"
 # How servers without json_schema support refuse it: vLLM and llama.cpp answer 400, some gateways 422.
@@ -49,7 +43,7 @@ class ChatCompletion:
     finish_reason: str | None = None
 
 
-class OpenAICompatibleHook(BaseHook):
+class OpenAICompatibleHook(LLMServerHook):
     """Talk to an OpenAI-compatible server described by an ``openai_compatible`` connection.
 
     Host is the base URL up to and including the API version (``https://api.openai.com/v1``); a host without
@@ -61,6 +55,8 @@ class OpenAICompatibleHook(BaseHook):
     default_conn_name = "openai_compatible_default"
     conn_type = "openai_compatible"
     hook_name = "OpenAI-compatible LLM"
+    connection_form = OPENAI_COMPATIBLE_CONNECTION
+    server_name = "OpenAI-compatible server"
 
     def __init__(
         self,
@@ -70,34 +66,9 @@ class OpenAICompatibleHook(BaseHook):
         model: str | None = None,
         timeout: float | None = None,
     ) -> None:
-        super().__init__()
-        self.openai_compatible_conn_id = openai_compatible_conn_id
-        self._base_url = base_url
-        self._model = model
-        self._timeout = timeout
+        super().__init__(openai_compatible_conn_id, base_url=base_url, model=model, timeout=timeout)
         # Learned from the first refusal, so later calls go straight to JSON mode.
         self._json_schema_supported = True
-
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return ui_field_behaviour(OPENAI_COMPATIBLE_CONNECTION)
-
-    @classmethod
-    def get_connection_form_widgets(cls) -> dict[str, Any]:
-        return form_widgets(OPENAI_COMPATIBLE_CONNECTION)
-
-    @cached_property
-    def settings(self) -> OpenAISettings:
-        """Resolved on first use, not in ``__init__``, so building a hook never touches the connection store."""
-        settings = self._resolve_settings()
-        self.log.debug(
-            "OpenAI-compatible server at %s, model %s, timeout %gs (from %s)",
-            settings.base_url,
-            settings.model,
-            settings.timeout,
-            settings.source,
-        )
-        return settings
 
     def _resolve_settings(self) -> OpenAISettings:
         timeout = positive_seconds(self._timeout, "timeout")
@@ -131,25 +102,6 @@ class OpenAICompatibleHook(BaseHook):
             source=where,
             api_key=conn.password or None,
         )
-
-    @property
-    def base_url(self) -> str:
-        return self.settings.base_url
-
-    @property
-    def model(self) -> str:
-        return self.settings.model
-
-    @property
-    def timeout(self) -> float:
-        return self.settings.timeout
-
-    def get_conn(self) -> requests.Session:
-        return self._session
-
-    @cached_property
-    def _session(self) -> requests.Session:
-        return new_session(self.settings.api_key)
 
     def chat(
         self,
