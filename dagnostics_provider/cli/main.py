@@ -47,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # Results go to stdout, everything else to stderr, so `--format json` output can be piped. Airflow binds its
     # log output to whatever sys.stdout is when it is first imported, hence the swap before any command runs.
-    results = sys.stdout
+    # Parsing imports no Airflow, so --help and --version still print on stdout.
+    args = build_parser().parse_args(argv)
+    results = args.out = sys.stdout
     sys.stdout = sys.stderr
     try:
-        args = build_parser().parse_args(argv)
-        args.out = results
         logging.basicConfig(
             level=logging.DEBUG if args.verbose else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
