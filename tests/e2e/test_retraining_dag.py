@@ -1,9 +1,8 @@
 """The retraining DAG end to end with `dag.test()` on a migrated metadata DB, a tiny model and the fake Ollama.
 
-Run 1 has enough new feedback: the dataset version, the model version and its evaluation are recorded, and the gate
-keeps the current model because the tiny model is no better than its base. Run 2 on the same feedback reuses the
-dataset and the model version (a rerun creates no duplicates). Run 3, after v1.0 became production, finds no
-feedback newer than its dataset and skips.
+Run 1 has enough new feedback: dataset, model version, evaluation, deployment and promotion are all recorded.
+Run 2 has no feedback newer than the production model's dataset: the run skips. Run 3 has new feedback but its
+model is worse than production (trained with a learning rate of 1e-9, it stays the base): nothing is deployed.
 """
 
 from __future__ import annotations
@@ -16,9 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from dagnostics_provider import prompt_format
+from dagnostics_provider.analysis.schema import AnalysisResult
 from dagnostics_provider.store.engine import session_scope
 from dagnostics_provider.store.migrate import upgrade
-from dagnostics_provider.store.models import DatasetVersion, Deployment, ModelStatus, ModelVersion
+from dagnostics_provider.store.models import DatasetVersion, Deployment, DeploymentStatus, ModelStatus, ModelVersion
 from tests.airflow_env import AirflowEnv
 from tests.fakes.fake_ollama import FakeOllama
 from tests.training import tiny_models
@@ -55,7 +56,7 @@ def world(tmp_path_factory, request):
     upgrade(store_url)
     # dag.test() serializes the DAG from the dags folder, so the example DAG is linked in as the demo does.
     (airflow.dags_folder / DAG_FILE.name).symlink_to(DAG_FILE)
-    model_dir = tiny_models.llama(tmp_path_factory.mktemp("tiny-llama"), hidden=64)
+    model_dir = _base_that_mostly_answers_unknown(tmp_path_factory.mktemp("tiny-llama"))
     with FakeOllama(models=[]) as fake:
         fake.answers["dagnostics-slm:latest"] = lambda _request: json.dumps(SMOKE_ANSWER)
         fake.answers["dagnostics-slm:v1.0"] = lambda _request: json.dumps(SMOKE_ANSWER)
@@ -68,6 +69,61 @@ def world(tmp_path_factory, request):
             "OMP_NUM_THREADS": "1",
         }
         yield {"home": home, "store_url": store_url, "model_dir": model_dir, "fake": fake, "env": env}
+
+
+def _reviewed_answer(category: str) -> AnalysisResult:
+    """The analysis every review of :func:`_one_scenario_reviews` holds (with ``category`` swapped in)."""
+    scenario = SCENARIOS[0]
+    return AnalysisResult(
+        error_message=scenario.error,
+        category=category,
+        severity=scenario.severity,
+        confidence=0.9,
+        reasoning=f"Checked by alice: the root cause is the {scenario.category.replace('_', ' ')}.",
+        error_lines=[scenario.error],
+        suggested_actions=[f"Fix the {scenario.task_id} dependency", "Re-run the task"],
+    )
+
+
+# What the stand-in "instruct model" says for this failure: usually the wrong category, sometimes the right one.
+BASE_ANSWER_MIX = ("unknown",) * 5 + ("configuration_error",) * 3 + ("dependency_failure",) * 2
+
+
+def _base_that_mostly_answers_unknown(directory: Path) -> Path:
+    """A tiny Llama taught (full fine-tuning, ~10 s) to answer this failure with valid analysis JSON whose category is
+    mostly wrong, like a general instruct model before it learns the team's corrections. Greedy decoding picks the
+    wrong category, so the base scores 0 on category accuracy; a short LoRA run on the reviews only has to shift
+    one choice the base already knows. (A random tiny model cannot learn the JSON with LoRA in CI time.)"""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tiny_models.llama(directory, hidden=64)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model = AutoModelForCausalLM.from_pretrained(directory)
+    answers = [prompt_format.render_completion(_reviewed_answer(c)) + tokenizer.eos_token for c in BASE_ANSWER_MIX]
+    prompts = [
+        tokenizer.apply_chat_template(
+            prompt_format.chat_messages(SCENARIOS[0].context.format(n=n)), tokenize=False, add_generation_prompt=True
+        )
+        for n in range(30)
+    ]
+    torch.manual_seed(0)
+    rng = random.Random(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        batch = [(rng.choice(prompts), rng.choice(answers)) for _ in range(8)]
+        encoded = tokenizer([p + a for p, a in batch], return_tensors="pt", padding=True)
+        labels = encoded.input_ids.clone()
+        labels[encoded.attention_mask == 0] = -100
+        for row, (prompt, _) in enumerate(batch):
+            labels[row, : len(tokenizer(prompt).input_ids)] = -100
+        model(**encoded, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(directory)
+    return directory
 
 
 def _run(world, **conf) -> dict:
@@ -104,49 +160,53 @@ def _rows(store_url, model):
 
 
 def test_retraining_loop(world):
-    store_url = world["store_url"]
+    store_url, fake = world["store_url"], world["fake"]
     _one_scenario_reviews(store_url, 24, start=0)
 
-    first = _run(world, epochs=2, learning_rate=5e-3)
+    first = _run(world, epochs=8, learning_rate=2e-3)
     gate_lines = first.pop("gate")
     assert first["tasks"] == {
         "check_feedback": "success",
         "generate_dataset": "success",
         "train_and_evaluate": "success",
         "gate": "success",
-        "deploy": "skipped",
+        "deploy": "success",
         "summary": "success",
-    }, first
-    # A tiny random model cannot learn to write the analysis JSON in CI time, so it is no better than its base:
-    # the gate keeps the current model, and says why.
-    assert any("keep current: no better than base" in line for line in gate_lines), gate_lines
+    }, (first, gate_lines)
+    assert any("deploy: beats base" in line for line in gate_lines), gate_lines
     (dataset,) = _rows(store_url, DatasetVersion)
     (model,) = _rows(store_url, ModelVersion)
     assert model.version == "dagnostics-slm-v1.0" and model.dataset_version_id == dataset.id
-    assert model.status is ModelStatus.candidate
-    assert set(model.metrics) >= {"fine_tuned", "base", "production"}
-    assert model.metrics["fine_tuned"]["examples"] == dataset.validation_count
+    assert model.status is ModelStatus.production
+    fine_tuned, base = model.metrics["fine_tuned"], model.metrics["base"]
+    assert fine_tuned["category_accuracy"] > base["category_accuracy"]
+    assert fine_tuned["schema_valid_rate"] >= base["schema_valid_rate"]
     version_dir = world["home"] / "artifacts" / "models" / "dagnostics-slm-v1.0"
     for name in ("evaluation_results.json", "training_info.json", "loss_curve.png", "adapter/adapter_config.json"):
         assert (version_dir / name).exists(), name
-    assert _rows(store_url, Deployment) == []
+    (deployment,) = _rows(store_url, Deployment)
+    assert (deployment.status, deployment.ollama_model, deployment.alias) == (
+        DeploymentStatus.succeeded,
+        "dagnostics-slm:v1.0",
+        "dagnostics-slm:latest",
+    )
+    assert {"dagnostics-slm:v1.0", "dagnostics-slm:latest"} <= set(fake.models)
 
-    second = _run(world, epochs=2, learning_rate=5e-3)  # same feedback, same parameters: nothing is duplicated
+    second = _run(world, epochs=8, learning_rate=2e-3)  # no feedback newer than the production model's dataset
     second.pop("gate")
-    assert second["tasks"]["train_and_evaluate"] == "success"
-    assert [m.version for m in _rows(store_url, ModelVersion)] == ["dagnostics-slm-v1.0"]
-    assert len(_rows(store_url, DatasetVersion)) == 1
+    assert second["tasks"]["check_feedback"] == "skipped"
+    assert second["tasks"]["train_and_evaluate"] == "skipped" and second["tasks"]["summary"] == "success"
+    assert len(_rows(store_url, ModelVersion)) == 1
 
-    # Once v1.0 is production (promoted by hand here, as `dagnostics training rollback --to` does), the feedback
-    # check counts only reviews newer than its dataset: none, so the next run skips.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AIRFLOW__DAGNOSTICS__SQL_ALCHEMY_CONN", store_url)
-        patch.setenv("AIRFLOW__DAGNOSTICS__ARTIFACT_ROOT", str(world["home"] / "artifacts"))
-        from dagnostics_provider.training import registry
-
-        registry.promote("dagnostics-slm-v1.0")
-    third = _run(world, epochs=2, learning_rate=5e-3)
-    third.pop("gate")
-    assert third["tasks"]["check_feedback"] == "skipped"
-    assert third["tasks"]["train_and_evaluate"] == "skipped" and third["tasks"]["summary"] == "success"
-    assert [m.version for m in _rows(store_url, ModelVersion)] == ["dagnostics-slm-v1.0"]
+    _one_scenario_reviews(store_url, 12, start=100)
+    third = _run(world, epochs=1, learning_rate=1e-9)  # learns nothing: still the base, worse than production
+    gate_lines = third.pop("gate")
+    assert third["tasks"]["train_and_evaluate"] == "success"
+    assert third["tasks"]["deploy"] == "skipped" and third["tasks"]["summary"] == "success"
+    assert any("keep current: worse than production" in line for line in gate_lines), gate_lines
+    models = _rows(store_url, ModelVersion)
+    assert [(m.version, m.status) for m in models] == [
+        ("dagnostics-slm-v1.0", ModelStatus.production),
+        ("dagnostics-slm-v1.1", ModelStatus.candidate),
+    ]
+    assert len(_rows(store_url, Deployment)) == 1
