@@ -125,16 +125,23 @@ class QueueItem:
         return ReviewStatus.accepted if self.latest_accepted else ReviewStatus.corrected
 
 
-@dataclass(frozen=True)
-class QueuePage:
-    items: list[QueueItem]
+class _Paged:
+    """The page count of a page of results (``total`` rows, ``per_page`` a page); at least one page."""
+
     total: int
-    page: int
     per_page: int
 
     @property
     def pages(self) -> int:
         return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class QueuePage(_Paged):
+    items: list[QueueItem]
+    total: int
+    page: int
+    per_page: int
 
 
 @dataclass(frozen=True)
@@ -153,15 +160,11 @@ class FingerprintGroup:
 
 
 @dataclass(frozen=True)
-class GroupPage:
+class GroupPage(_Paged):
     groups: list[FingerprintGroup]
     total: int
     page: int
     per_page: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, -(-self.total // self.per_page))
 
 
 @dataclass(frozen=True)
