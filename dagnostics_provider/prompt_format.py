@@ -12,20 +12,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagnostics_provider.analysis.schema import CATEGORIES, SEVERITIES, AnalysisResult
+from dagnostics_provider.analysis.schema import CATEGORY_DEFINITIONS, SEVERITIES, AnalysisResult
 
-PROMPT_VERSION = "dagnostics-v1"
+# v2: the instruction defines every category (docs/categories.md) instead of only naming them.
+PROMPT_VERSION = "dagnostics-v2"
 
 INSTRUCTION = (
     "You are an expert data engineer analyzing Airflow ETL logs. Find the root cause of the failed task in the "
     "log context and answer with one JSON object with these fields: "
     '"error_message" (the root-cause error line, verbatim where possible), '
-    f'"category" (one of {", ".join(CATEGORIES)}), '
+    '"category" (one of the categories defined at the end), '
     f'"severity" (one of {", ".join(SEVERITIES)}), '
     '"confidence" (a number from 0 to 1), '
     '"reasoning" (one or two sentences), '
     '"error_lines" (the log lines that show the error, verbatim) and '
     '"suggested_actions" (short, concrete steps for the on-call engineer).'
+    " Categories, chosen by what has to change to fix the failure: "
+    + "; ".join(f"{name}: {definition}" for name, definition in CATEGORY_DEFINITIONS.items())
+    + "."
 )
 
 INPUT_HEADER = "Log Context:\n"

@@ -31,6 +31,49 @@ class Severity(str, enum.Enum):
 
 
 CATEGORIES: tuple[str, ...] = tuple(c.value for c in Category)
+
+# The taxonomy, exactly as docs/categories.md defines it (a test keeps the two equal).  Rules, the analyzer prompt,
+# the review form and the corpus labels all use these words, so that reviewers, rules and a fine-tuned model learn
+# one meaning per category.  The definitions are short because every prompt and training example carries them; the
+# examples are what the review form and the docs add for people.
+CATEGORY_DEFINITIONS: dict[str, str] = {
+    Category.timeout_error.value: "a time limit was hit, whatever was slow",
+    Category.resource_error.value: "the platform ran out of or fought over memory, disk, CPU, quota or locks",
+    Category.permission_error.value: "credentials were refused or the identity lacks a right",
+    Category.configuration_error.value: "a setting the team controls points at something wrong or absent",
+    Category.dependency_failure.value: (
+        "a service, external job, package or runtime the task relies on failed or is missing"
+    ),
+    Category.data_quality.value: "the data itself is wrong, or an expected input file, key or column is missing",
+    Category.unknown.value: "a bug in the task's own code, or nothing identifiable",
+}
+CATEGORY_EXAMPLES: dict[str, str] = {
+    Category.timeout_error.value: (
+        "execution_timeout, sensor timeout, SSH/HTTP read timeout, statement timeout, pod startup timeout"
+    ),
+    Category.resource_error.value: (
+        "OOM, SIGKILL/-9, exit 137, disk full, CPU starvation, lost heartbeats/zombies, quotas and rate limits, "
+        "deadlocks and lock-wait timeouts, platform or container shutdown (SIGTERM)"
+    ),
+    Category.permission_error.value: (
+        "HTTP 401/403, AccessDenied, authentication failed, locked account, not authorized to assume a role, "
+        "file permission denied"
+    ),
+    Category.configuration_error.value: (
+        'undefined Airflow connection or Variable, wrong host name, unset credentials (user "None"), a database, '
+        "schema, table or column never created, invalid kube-config, wrong script path or mount, invalid arguments, "
+        "clock skew"
+    ),
+    Category.dependency_failure.value: (
+        "service refusing or unreachable, DNS failure of an external host, HTTP 5xx, a failed Spark/EMR/Livy/dbt "
+        "Cloud job or pod process, Python package or Java runtime missing on the worker"
+    ),
+    Category.data_quality.value: (
+        "type or format mismatch, bad values, nulls or duplicates failing checks, corrupt or truncated file, "
+        "missing input file or column"
+    ),
+    Category.unknown.value: "KeyError, TypeError or NameError in the task's code, SQL syntax error, a deliberate fail",
+}
 SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
 
 # Bounds keep one junk answer from filling the store; a real analysis is far below them.

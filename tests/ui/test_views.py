@@ -8,8 +8,11 @@ import json
 import re
 
 import pytest
+from markupsafe import escape
 from sqlalchemy import func, select
 
+from dagnostics_provider.analysis.schema import CATEGORY_DEFINITIONS, CATEGORY_EXAMPLES
+from dagnostics_provider.prompt_format import PROMPT_VERSION
 from dagnostics_provider.store import reviews
 from dagnostics_provider.store.engine import session_scope
 from dagnostics_provider.store.models import Review
@@ -229,7 +232,17 @@ def test_review_page_numbers_log_lines_and_marks_the_ai_error_lines(client_for, 
     assert [int(n) for _, n, _ in lines] == list(range(1, len(lines) + 1))
     marked = [int(n) for classes, n, _ in lines if "ai" in classes.split()]
     assert marked, "the AI's error lines are highlighted"
-    assert "etl_postgres_refused" in page and "llama3.2:3b" in page and "dagnostics-v1" in page
+    assert "etl_postgres_refused" in page and "llama3.2:3b" in page and PROMPT_VERSION in page
+
+
+def test_review_form_shows_each_category_definition(client_for, seeded):
+    """The reviewer sees what a category means where it is picked (docs/categories.md)."""
+    page = client_for("alice").get(f"/review/{seeded.failure_ids[0]}").get_data(as_text=True)
+    chosen = re.search(r'<span class="hint category-definition" id="category-definition">([^<]*)</span>', page)
+    assert chosen and chosen.group(1).strip(), "the selected category's definition is shown under the select"
+    for name, definition in CATEGORY_DEFINITIONS.items():
+        assert f'value="{name}" title="{escape(definition)}' in page
+        assert f"<dd>{escape(definition)}; e.g. {escape(CATEGORY_EXAMPLES[name])}</dd>" in page
 
 
 def test_api_queue(client_for, seeded):

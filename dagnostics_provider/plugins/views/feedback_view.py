@@ -38,7 +38,7 @@ from flask_appbuilder import BaseView, expose
 from sqlalchemy.exc import SQLAlchemyError
 
 from dagnostics_provider import __version__
-from dagnostics_provider.analysis.schema import CATEGORIES, SEVERITIES
+from dagnostics_provider.analysis.schema import CATEGORIES, CATEGORY_DEFINITIONS, CATEGORY_EXAMPLES, SEVERITIES
 from dagnostics_provider.plugins.views import csrf
 from dagnostics_provider.plugins.views.auth import Principal, login_url, resolve_principal
 from dagnostics_provider.plugins.views.charts import column_chart
@@ -209,6 +209,8 @@ class DagnosticsFeedbackView(BaseView):
             csrf_token=csrf.csrf_token(principal.token) if principal.from_cookie else "",
             version=__version__,
             categories=CATEGORIES,
+            category_definitions=CATEGORY_DEFINITIONS,
+            category_examples=CATEGORY_EXAMPLES,
             severities=SEVERITIES,
             statuses=REVIEW_STATUSES,
             **context,

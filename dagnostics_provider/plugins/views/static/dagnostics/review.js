@@ -62,6 +62,17 @@
   });
   form.addEventListener("change", markEdited);
 
+  // The chosen category's definition (docs/categories.md) stays visible under the select.
+  var category = document.getElementById("category");
+  var definition = document.getElementById("category-definition");
+  function showDefinition() {
+    definition.textContent = category.options[category.selectedIndex].dataset.definition || "";
+  }
+  category.addEventListener("change", showDefinition);
+  document.getElementById("category-guide-link").addEventListener("click", function () {
+    document.getElementById("category-guide").open = true;
+  });
+
   document.getElementById("reset").addEventListener("click", function () {
     Object.keys(ai).forEach(function (name) {
       var field = form.elements[name];
@@ -73,6 +84,7 @@
     });
     highlightSelected();
     markEdited();
+    showDefinition();
   });
 
   // A review needs a rating; accepting without one means 5 (the server applies the same rule).
