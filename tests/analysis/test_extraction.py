@@ -165,7 +165,7 @@ pyspark.sql.utils.AnalysisException: [TABLE_OR_VIEW_NOT_FOUND] The table or view
 @pytest.mark.parametrize(
     ("output", "expected", "category"),
     [
-        (["/tmp/run.sh: line 4: dbt: command not found"], "dbt: command not found", "configuration_error"),
+        (["/tmp/run.sh: line 4: dbt: command not found"], "dbt: command not found", "dependency_failure"),
         (["cp: cannot stat '/data/in.csv': No such file or directory"], "No such file or directory", None),
         (["*** Failure 3807 Object 'EDW.SALES_STG' does not exist.", "*** Exiting BTEQ..."], "Failure 3807", None),
         (["TPT_INFRA: TPT04183: Error: Line 12 of Local Job Variable File:"], "TPT04183", None),
@@ -173,7 +173,7 @@ pyspark.sql.utils.AnalysisException: [TABLE_OR_VIEW_NOT_FOUND] The table or view
         (
             ["botocore.errorfactory.NoSuchKey: An error occurred (NoSuchKey) when calling the GetObject operation"],
             "NoSuchKey",
-            "dependency_failure",
+            "data_quality",
         ),
         (
             ["google.api_core.exceptions.Forbidden: 403 GET https://storage.googleapis.com/b/o: no access"],
