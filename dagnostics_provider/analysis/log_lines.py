@@ -21,6 +21,8 @@ from typing import Any, NamedTuple
 MAX_LINE_CHARS = 4_096
 # A physical line may be longer than a rendered one because one JSON record can carry a whole traceback.
 MAX_RECORD_BYTES = 1 << 20
+# :meth:`LogReader.blocks` gathers small chunks into blocks of about this size.
+BLOCK_BYTES = 1 << 20
 # Rendering of JSON exception details is bounded the same way a huge traceback in a text log would be.
 MAX_FRAMES_PER_STACK = 100
 MAX_STACKS = 20
@@ -72,18 +74,96 @@ class LogReader:
         self.physical_lines = 0
         self.truncated_lines = 0
         self._record: LogLine | None = None
+        self._pending = bytearray()
+        self._dropping = False
+        self._number = 0
+
+    @property
+    def record(self) -> LogLine | None:
+        """The last line with a prefix (or JSON record): the one that unprefixed lines continue."""
+        return self._record
+
+    @record.setter
+    def record(self, line: LogLine | None) -> None:
+        self._record = line
 
     def lines(self, chunks: Iterable[bytes | str]) -> Iterator[LogLine]:
         """Yield the rendered lines of a log given as chunks of bytes or text, in order."""
         for number, raw in self._physical(chunks):
-            self.physical_lines = number
-            text = _clean(raw.decode("utf-8", "replace"))
-            if text.lstrip()[:1] == "{":
-                record = _json_record(text.strip())
-                if record is not None:
-                    yield from self._structured(number, record)
-                    continue
-            yield self._text_line(number, text)
+            yield from self.render(number, raw)
+
+    def render(self, number: int, raw: bytes) -> Iterator[LogLine]:
+        """Yield the rendered lines of one physical line, updating the counters and the record it continues."""
+        self.physical_lines = number
+        text = _clean(raw.decode("utf-8", "replace"))
+        if text.lstrip()[:1] == "{":
+            record = _json_record(text.strip())
+            if record is not None:
+                yield from self._structured(number, record)
+                return
+        yield self._text_line(number, text)
+
+    def blocks(self, chunks: Iterable[bytes | str]) -> Iterator[tuple[int, bytes]]:
+        """Split chunks into blocks of whole physical lines, for scanners that look at many lines at once.
+
+        Yields ``(number, block)``: ``block.split(b"\\n")`` are the physical lines numbered from ``number`` on, cut
+        exactly as :meth:`lines` cuts them (an overlong line keeps its first :data:`MAX_RECORD_BYTES`).  Small chunks
+        are gathered up to :data:`BLOCK_BYTES` so that the per-block cost stays small next to the per-byte cost;
+        at most one block, one chunk and one bounded partial line are held at a time.  The counters are left to
+        the caller, who decides which lines it renders.
+        """
+        self._pending = bytearray()
+        self._dropping = False  # inside an overlong line: the rest of it is discarded up to its newline
+        self._number = 0
+        buffered: list[bytes] = []
+        size = 0
+        for chunk in chunks:
+            data = chunk.encode("utf-8", "replace") if isinstance(chunk, str) else bytes(chunk)
+            if not data:
+                continue
+            buffered.append(data)
+            size += len(data)
+            if size >= BLOCK_BYTES:
+                block = self._block(buffered[0] if len(buffered) == 1 else b"".join(buffered))
+                buffered, size = [], 0
+                if block is not None:
+                    yield block
+        if buffered:
+            block = self._block(b"".join(buffered))
+            if block is not None:
+                yield block
+        if self._pending or self._dropping:
+            yield self._number + 1, bytes(self._pending)
+
+    def _block(self, data: bytes) -> tuple[int, bytes] | None:
+        """The whole lines that ``data`` completes (None if it ends none); the partial last line is kept."""
+        end = data.rfind(b"\n")
+        if end < 0:
+            self._hold(data)
+            return None
+        first = data.find(b"\n")
+        pending = self._pending
+        if not self._dropping:
+            pending += data[:first][: MAX_RECORD_BYTES - len(pending)]
+        if first == end:
+            block = bytes(pending)
+        else:
+            body = data[first + 1 : end]
+            if len(body) > MAX_RECORD_BYTES and max(map(len, body.split(b"\n"))) > MAX_RECORD_BYTES:
+                body = b"\n".join(line[:MAX_RECORD_BYTES] for line in body.split(b"\n"))
+            block = bytes(pending) + b"\n" + body
+        number = self._number + 1
+        self._number += block.count(b"\n") + 1
+        pending.clear()
+        self._dropping = False
+        self._hold(data[end + 1 :])
+        return number, block
+
+    def _hold(self, tail: bytes) -> None:
+        if not self._dropping:
+            room = MAX_RECORD_BYTES - len(self._pending)
+            self._pending += tail[:room]
+            self._dropping = len(tail) > room
 
     @staticmethod
     def _physical(chunks: Iterable[bytes | str]) -> Iterator[tuple[int, bytes]]:
@@ -154,6 +234,42 @@ class LogReader:
         yield first
         for text in rendered[1:]:
             yield LogLine(number, timestamp, level, logger, self._bound(_clean(text)), continuation=True)
+
+
+# What :func:`plain_line_kind` says about the record a plain line leaves behind for the lines after it.
+NOT_A_RECORD = 0  # the line continues the record above; it does not replace it
+A_RECORD = 1  # the line has a prefix: it becomes the record
+MAYBE_A_RECORD = 2  # a JSON-looking line: it becomes the record if it parses as one
+
+# A JSON line whose rendering needs a closer look: an event that is not a plain string (null, empty, a number, an
+# object, leading blanks), or a key that adds text or lines (extras, exception details).
+_JSON_NOT_PLAIN = re.compile(
+    r'"(?:event"\s*:\s*(?!"[^"\s])|(?:'
+    + "|".join(re.escape(key) for key in (*_JSON_EXTRA_KEYS, "error_detail", "exception"))
+    + r')"\s*:)'
+)
+
+
+def plain_line_kind(text: str) -> int | None:
+    """Whether a physical line renders simply, and if so, whether it becomes the record (see :data:`A_RECORD`).
+
+    A line renders simply when it gives exactly one :class:`LogLine` whose text is not blank, is not truncated and is
+    a substring of ``text``; for any other line this returns None.  ``text`` must be printable ASCII (``_clean``
+    leaves it unchanged).  The answer depends only on the shape of the line, not on which digits it has, so a caller
+    may ask once for all lines that differ only in their digits.  This lets a scanner skip most lines of a big log
+    without rendering them while knowing exactly what rendering them would have given.
+    """
+    if not text or text[0] == " " or len(text) > MAX_LINE_CHARS:
+        return None
+    if text[0] == "{":
+        # Without escapes, the event of a record is a substring of the line; anything else is not simple.
+        return None if "\\" in text or _JSON_NOT_PLAIN.search(text) else MAYBE_A_RECORD
+    match = _AIRFLOW_PREFIX.match(text) if text[0] == "[" else None
+    if match is None and text[0].isdigit():
+        match = _ISO_PREFIX.match(text)
+    if match is None:
+        return NOT_A_RECORD
+    return A_RECORD if (match.group("msg") or "").strip() else None  # a prefix with no message renders blank
 
 
 def iter_log_lines(chunks: Iterable[bytes | str]) -> Iterator[LogLine]:

@@ -124,11 +124,11 @@ def _load(user_path: str | None, _mtime: int | None) -> RuleSet:
         rules=tuple(rules),
         boilerplate=_any_of(boilerplate),
         side_effects=_any_of(side_effects),
-        triggers=re.compile(_trie_pattern(triggers)),
+        triggers=re.compile(trie_pattern(triggers)),
     )
 
 
-def _trie_pattern(words: list[str]) -> str:
+def trie_pattern(words: list[str]) -> str:
     """One regex for "contains any of these words", factored as a trie.
 
     The trigger test runs on every line of logs that can be 100 MB; Python's regex engine tries the branches of a

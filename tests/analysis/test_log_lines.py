@@ -12,10 +12,14 @@ import pytest
 from structlog.tracebacks import ExceptionDictTransformer
 
 from dagnostics_provider.analysis.log_lines import (
+    A_RECORD,
     MAX_LINE_CHARS,
+    MAYBE_A_RECORD,
+    NOT_A_RECORD,
     LogLine,
     LogReader,
     iter_log_lines,
+    plain_line_kind,
     render_error_detail,
 )
 
@@ -206,3 +210,31 @@ def test_a_50_mb_single_line_costs_bounded_memory():
 def test_degenerate_inputs(chunk):
     lines = list(iter_log_lines([chunk]))
     assert all(isinstance(line, LogLine) for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("[2024-05-02, 10:15:32 UTC] {x.py:1} INFO - rows loaded", A_RECORD),
+        ("2024-05-02 10:15:32,123 INFO rows loaded", A_RECORD),
+        ("plain stdout", NOT_A_RECORD),
+        ('{"timestamp":"t","level":"info","event":"rows loaded","logger":"x"}', MAYBE_A_RECORD),
+        ("[2024-05-02, 10:15:32 UTC] {x.py:1} INFO -", None),  # blank message
+        ("[2024-05-02, 10:15:32 UTC] {x.py:1} INFO -glued", None),  # no space after the dash: blank too
+        ("2024-05-02 10:15:32 INFO ", None),
+        ("", None),
+        ("  indented", None),
+        ('{"event":""}', None),
+        ('{"event":null}', None),
+        ('{"event":" leading"}', None),
+        ('{"event":"a\\nb"}', None),
+        ('{"event":"x","exit_code":1}', None),
+        ('{"event":"x","error_detail":[]}', None),
+        ("x" * (MAX_LINE_CHARS + 1), None),
+    ],
+)
+def test_plain_line_kind_says_which_lines_render_simply(text, kind):
+    assert plain_line_kind(text) == kind
+    if kind is not None:  # one non-blank line, a substring of the physical line
+        (line,) = LogReader().render(1, text.encode())
+        assert line.text.strip() and line.text in text
