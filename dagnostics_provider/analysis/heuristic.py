@@ -92,8 +92,12 @@ def analyze_heuristically(extraction: Extraction) -> AnalysisResult:
 
 
 def _category(best: Candidate, candidates: list[Candidate]) -> str:
-    """The root cause's rule category; for a line no rule classifies, the best classified supporting line's."""
-    if best.rule is not None and best.rule.category != "unknown":
+    """The root cause's rule category; for a line no rule classifies, the best classified supporting line's.
+
+    A specific rule that says ``unknown`` (a ``TypeError`` in the task's own code) has an opinion: a wrapper around
+    it (``Pod returned a failure``) must not turn a code bug into a dependency failure.
+    """
+    if best.rule is not None and (best.rule.category != "unknown" or not best.rule.wrapper):
         return best.rule.category
     for candidate in candidates[1:]:
         if candidate.rule is not None and candidate.rule.category != "unknown" and not candidate.side_effect:
