@@ -223,6 +223,10 @@ class _Scanner:
         self.chains = 0
         self.java_depth: int | None = None
         self.side_effect = False
+        # After a record such as "Received SIGTERM" or "Task failed with exception" (and its own traceback), what
+        # is logged is a consequence: it ranks as a side effect until a new try starts in the same log.
+        self.aftermath = False
+        self.aftermath_pending = False
         self.skipped: deque[_Skipped] = deque()  # plain lines that were only counted, for the narrative
         self.skipped_lines = 0
 
@@ -237,7 +241,13 @@ class _Scanner:
         seq = self.seq
         triggered = bool(stripped) and self.rules.is_triggered(stripped)
         if not line.continuation:
-            self.side_effect = triggered and self.rules.is_side_effect(stripped)
+            if self.aftermath_pending:
+                self.aftermath, self.aftermath_pending = True, False
+            if self.aftermath and self.rules.ends_aftermath(stripped):
+                self.aftermath = False
+            elif triggered and self.rules.starts_aftermath(stripped):
+                self.aftermath_pending = True  # the record's own traceback (its continuation lines) still counts
+            self.side_effect = self.aftermath or (triggered and self.rules.is_side_effect(stripped))
         role = self._traceback_role(seq, line, stripped)
         if role == "exception" or (triggered and role in ("message", "line")):
             self._consider(seq, line, stripped, role)
@@ -254,7 +264,11 @@ class _Scanner:
     def busy(self) -> bool:
         """True while the next line can change more than the counters and the ring buffers (see :meth:`skip`)."""
         return bool(
-            self.traceback is not None or self.pending_separator is not None or self.open_windows or self.side_effect
+            self.traceback is not None
+            or self.pending_separator is not None
+            or self.open_windows
+            or self.side_effect
+            or self.aftermath_pending
         )
 
     def skip(self, lines: list[bytes], *, seq: int, number: int, record: LogLine | None) -> None:

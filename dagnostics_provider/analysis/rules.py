@@ -21,7 +21,7 @@ from dagnostics_provider.analysis.schema import CATEGORIES, SEVERITIES
 
 BUILTIN_RULES = "rules.yaml"
 _RULE_KEYS = {"id", "pattern", "category", "severity", "weight", "wrapper", "reasoning", "actions"}
-_TOP_KEYS = {"triggers", "boilerplate", "side_effects", "rules"}
+_TOP_KEYS = {"triggers", "boilerplate", "side_effects", "aftermath", "aftermath_ends", "rules"}
 
 
 class RulesError(ValueError):
@@ -56,6 +56,8 @@ class RuleSet:
     boilerplate: re.Pattern[str] | None
     side_effects: re.Pattern[str] | None
     triggers: re.Pattern[str]
+    aftermath: re.Pattern[str] | None = None
+    aftermath_ends: re.Pattern[str] | None = None
 
     def match(self, text: str) -> tuple[Rule, re.Match[str]] | None:
         """The first rule, in precedence order, whose pattern occurs in ``text``."""
@@ -72,6 +74,15 @@ class RuleSet:
     def is_side_effect(self, text: str) -> bool:
         """True for a record about work done after the failure (alert e-mail, callback): not the cause."""
         return self.side_effects is not None and self.side_effects.search(text) is not None
+
+    def starts_aftermath(self, text: str) -> bool:
+        """True for a record after which the task is already failing or stopped (``Received SIGTERM``, ``Task
+        failed with exception``): errors logged after it are consequences (callbacks, cleanup, the killed process)."""
+        return self.aftermath is not None and self.aftermath.search(text) is not None
+
+    def ends_aftermath(self, text: str) -> bool:
+        """True for a record that starts a new try in the same log (``Starting attempt 2 of 3``)."""
+        return self.aftermath_ends is not None and self.aftermath_ends.search(text) is not None
 
     def is_triggered(self, text: str) -> bool:
         """Cheap pre-filter: only lines with a trigger word are matched against every rule (logs are big)."""
@@ -109,6 +120,8 @@ def _load(user_path: str | None, _mtime: int | None) -> RuleSet:
     rules: list[Rule] = []
     boilerplate: list[str] = []
     side_effects: list[str] = []
+    aftermath: list[str] = []
+    aftermath_ends: list[str] = []
     triggers: list[str] = []
     seen: set[str] = set()
     for source, text in files:
@@ -119,12 +132,16 @@ def _load(user_path: str | None, _mtime: int | None) -> RuleSet:
                 rules.append(rule)
         boilerplate.extend(_patterns(source, "boilerplate", _listed(data, "boilerplate")))
         side_effects.extend(_patterns(source, "side_effects", _listed(data, "side_effects")))
+        aftermath.extend(_patterns(source, "aftermath", _listed(data, "aftermath")))
+        aftermath_ends.extend(_patterns(source, "aftermath_ends", _listed(data, "aftermath_ends")))
         triggers.extend(_words(source, _listed(data, "triggers")))
     return RuleSet(
         rules=tuple(rules),
         boilerplate=_any_of(boilerplate),
         side_effects=_any_of(side_effects),
         triggers=re.compile(trie_pattern(triggers)),
+        aftermath=_any_of(aftermath),
+        aftermath_ends=_any_of(aftermath_ends),
     )
 
 

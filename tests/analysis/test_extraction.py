@@ -348,8 +348,8 @@ def test_a_long_log_is_scanned_in_bounded_memory():
     def stream():
         for block in range(100):
             yield "".join(line.format(i, i * 3, i) for i in range(block * 500, (block + 1) * 500))
-        yield BASH_WRAPPER.replace("Bash command failed.", "Bash command failed. MemoryError raised.")
         yield 'Traceback (most recent call last):\n  File "x.py", line 1, in f\nMemoryError\n'
+        yield BASH_WRAPPER.replace("Bash command failed.", "Bash command failed. MemoryError raised.")
 
     tracemalloc.start()
     try:

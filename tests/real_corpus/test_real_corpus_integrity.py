@@ -60,6 +60,7 @@ MIN_REPOS = 40
 MAX_SHARE_PER_REPO = 0.10
 MIN_HELDOUT_SHARE = 0.30
 GENERIC_ROOT_CAUSES = {"error", "exception", "traceback", "failed", "failure", "task failed with exception"}
+LEVEL_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)?(?:\{[^}]*\}\s*)?(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) - ")
 ID_PATTERN = re.compile(r"^[a-z0-9_-]+--[a-z0-9_.-]+--[a-z0-9_-]+$")
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
 THREAD_URL = re.compile(r"^https://github\.com/(?P<repo>[^/]+/[^/]+)/(?:issues|pull|discussions)/\d+(?:#\S*)?$")
@@ -152,6 +153,8 @@ def test_root_cause_is_verbatim(entry):
     for accepted in entry["root_cause"]:
         assert accepted.strip().lower() not in GENERIC_ROOT_CAUSES
         assert len(accepted.strip()) >= 6, accepted
+        # The analysis reports a line's message; Airflow's "[ts] {file.py:1} ERROR - " prefix is not part of it.
+        assert not LEVEL_PREFIX.match(accepted), f"{accepted!r} starts with the record prefix, not the message"
         assert accepted in text, f"{accepted!r} is not in {entry['file']}"
         if entry["format"] == "airflow3_json":
             assert not set(accepted) & {'"', "\\", "\n"}, accepted
