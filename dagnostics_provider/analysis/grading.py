@@ -98,6 +98,18 @@ def scores(graded: list[GradedLog]) -> Scores:
     )
 
 
+def misses(graded: list[GradedLog]) -> list[str]:
+    """One line per wrong root cause or category, naming the log: what a rule change fixed or broke."""
+    lines = []
+    for g in graded:
+        name = g.label.get("id", g.label["file"])
+        if not g.root_ok:
+            lines.append(f"ROOT MISS {name}: chose {g.root_cause!r}, expected one of {g.label['root_cause']}")
+        if not g.category_ok:
+            lines.append(f"CATEGORY MISS {name}: {g.category} instead of {g.label['category']}")
+    return lines
+
+
 def confusion(graded: list[GradedLog]) -> dict[str, dict[str, int]]:
     """``table[expected][predicted]`` counts over every category, zeros included."""
     table = {expected: dict.fromkeys(CATEGORIES, 0) for expected in CATEGORIES}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dagnostics_provider.analysis.grading import grade, scores
+from dagnostics_provider.analysis.grading import grade, misses, scores
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 MIN_ROOT_CAUSE_ACCURACY = 0.90
@@ -18,11 +18,7 @@ MIN_CATEGORY_ACCURACY = 0.80
 
 def test_corpus_accuracy():
     graded = grade(CORPUS)
-    for g in graded:
-        if not g.root_ok:
-            print(f"ROOT MISS {g.label['file']}: chose {g.root_cause!r}, expected one of {g.label['root_cause']}")
-        if not g.category_ok:
-            print(f"CATEGORY MISS {g.label['file']}: {g.category} instead of {g.label['category']}")
+    print("\n".join(misses(graded)))
     result = scores(graded)
     print(f"{result.logs} logs: root cause {result.root_cause_accuracy:.3f}, category {result.category_accuracy:.3f}")
 

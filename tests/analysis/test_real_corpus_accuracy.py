@@ -13,6 +13,7 @@ from dagnostics_provider.analysis.grading import (
     format_calibration,
     format_confusion,
     grade,
+    misses,
     scores,
 )
 from tests.real_corpus.corpus_meta import CORPUS_DIR, load_labels, split_labels
@@ -23,11 +24,7 @@ MIN_CATEGORY_ACCURACY = 0.80
 
 def test_dev_split_misses_are_listed():
     graded = grade(CORPUS_DIR, split_labels(load_labels(), "dev"))
-    for g in graded:
-        if not g.root_ok:
-            print(f"DEV ROOT MISS {g.label['id']}: chose {g.root_cause!r}, expected one of {g.label['root_cause']}")
-        if not g.category_ok:
-            print(f"DEV CATEGORY MISS {g.label['id']}: {g.category} instead of {g.label['category']}")
+    print("\n".join(f"DEV {miss}" for miss in misses(graded)))
     result = scores(graded)
     print(
         f"dev: {result.logs} logs, root cause {result.root_cause_accuracy:.3f}, category {result.category_accuracy:.3f}"
