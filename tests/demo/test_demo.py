@@ -140,7 +140,7 @@ def test_demo_failures_are_recorded_and_analysed(demo):
     by_task = {f["task_id"]: f for f in analysed}
     assert by_task["load_orders_from_postgres"]["category"] == "dependency_failure"
     assert "Connection refused" in by_task["load_orders_from_postgres"]["error_message"]
-    assert by_task["read_daily_extract"]["category"] == "dependency_failure"
+    assert by_task["read_daily_extract"]["category"] == "data_quality"  # the expected input did not arrive
     assert "No such file or directory" in by_task["read_daily_extract"]["error_message"]
     assert by_task["wait_for_partner_api"]["category"] == "timeout_error"
     assert by_task["publish_report"]["category"] == "permission_error"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import select
 
+from dagnostics_provider import prompt_format
 from dagnostics_provider.analysis.schema import json_schema
 from dagnostics_provider.operators.analyze import AnalyzeFailuresOperator
 from dagnostics_provider.prompt_format import chat_messages
@@ -156,7 +157,7 @@ def test_analysed_through_ollama_structured_output_then_with_ollama_down(dagnost
             "dependency_failure",
             ROOT_CAUSE,
         )
-        assert llm.prompt_version == "dagnostics-v1"
+        assert llm.prompt_version == prompt_format.PROMPT_VERSION
         assert json.loads(llm.raw_response) == ANSWER
         assert llm.latency_ms is not None and llm.fallback_reason is None
 

@@ -73,8 +73,12 @@ def _check_labels(trainer, tokenizer, data, style, answer_suffix: str) -> None:
         assert tokenizer.decode(answer) == examples[i].output + answer_suffix
 
 
+# Long enough that no row is cut: the check recomputes each row's prompt from its full log context.
+UNCUT_MAX_LENGTH = 2048
+
+
 def test_chat_template_batch_trains_on_answer_and_eos_only(llama_dir, data, tmp_path):
-    trainer, info = build_trainer(quick_params(llama_dir), *data, tmp_path)
+    trainer, info = build_trainer(quick_params(llama_dir, max_length=UNCUT_MAX_LENGTH), *data, tmp_path)
     assert info["prompt_style"] == "chat_template"
     assert info["chat_template"] == tiny_models.CHATML_TEMPLATE
     assert trainer.args.train_sampling_strategy == "group_by_length"
@@ -83,7 +87,7 @@ def test_chat_template_batch_trains_on_answer_and_eos_only(llama_dir, data, tmp_
 
 
 def test_plain_prompt_batch_for_a_tokenizer_without_chat_template(gpt2_dir, data, tmp_path):
-    trainer, info = build_trainer(quick_params(gpt2_dir), *data, tmp_path)
+    trainer, info = build_trainer(quick_params(gpt2_dir, max_length=UNCUT_MAX_LENGTH), *data, tmp_path)
     assert info["prompt_style"] == "plain" and info["plain_template"] == prompt_format.PLAIN_TEMPLATE
     assert info["pad_token"] == info["eos_token"] == "<|endoftext|>"  # GPT-2 has no pad token of its own
     _check_labels(trainer, trainer.processing_class, data, "plain", "<|endoftext|>")

@@ -35,7 +35,7 @@ def _review_form(page: str, **changes: str) -> dict[str, str]:
         "analysis_id": re.search(r'name="analysis_id" value="(\d+)"', page).group(1),
         "action": "submit",
         "error_message": html.unescape(re.search(r'id="error_message"[^>]*>([^<]*)</textarea>', page).group(1)),
-        "category": re.search(r'<option value="(\w+)" selected>', page).group(1),
+        "category": re.search(r'<option value="(\w+)"[^>]* selected>', page).group(1),
         "severity": re.search(r'name="severity" value="(\w+)" checked', page).group(1),
         "confidence": re.search(r'name="confidence" id="confidence"[^>]* value="([\d.]+)"', page).group(1),
         "reasoning": "",
