@@ -234,6 +234,32 @@ ConnectionRefusedError: [Errno 111] Connection refused
     assert "Connection refused" not in " ".join(extraction.error_lines)
 
 
+def test_what_follows_a_stop_is_a_consequence_until_the_next_try():
+    """After "Received SIGTERM" the killed process's own errors are not the cause; a new try in the file is."""
+    stopped = """\
+[2024-05-02, 10:15:30 UTC] {local_task_job.py:208} WARNING - State of this instance has been externally set to \
+failed. Terminating instance.
+[2024-05-02, 10:15:30 UTC] {taskinstance.py:1517} ERROR - Received SIGTERM. Terminating subprocesses.
+[2024-05-02, 10:15:31 UTC] {taskinstance.py:1455} ERROR - Task failed with exception
+Traceback (most recent call last):
+  File "/opt/airflow/dags/etl.py", line 40, in load
+    conn.sendall(payload)
+py4j.protocol.Py4JNetworkError: Error while sending or receiving
+"""
+    extraction = run(stopped)
+    assert extraction.root_cause.text.startswith("State of this instance has been externally set to failed")
+    assert not any("Py4JNetworkError" in line for line in extraction.error_lines)
+
+    next_try = """\
+[2024-05-02, 10:20:00 UTC] {taskinstance.py:1357} INFO - Starting attempt 2 of 2
+[2024-05-02, 10:20:05 UTC] {taskinstance.py:1455} ERROR - Task failed with exception
+Traceback (most recent call last):
+  File "/opt/airflow/dags/etl.py", line 22, in load
+psycopg2.errors.UndefinedTable: relation "staging.orders" does not exist
+"""
+    assert run(stopped + next_try).root_cause.text.endswith('relation "staging.orders" does not exist')
+
+
 def test_json_and_text_logs_of_one_failure_agree():
     text_log = f"""\
 {OUT}Loading orders
