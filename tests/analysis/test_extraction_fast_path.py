@@ -10,13 +10,12 @@ from unittest import mock
 
 import pytest
 
+from dagnostics_provider.analysis.block_scan import _trie_words, plain_triggers
 from dagnostics_provider.analysis.extraction import (
     NARRATIVE_LINES,
     Extraction,
     _extract_per_line,
-    _plain_triggers,
     _Scanner,
-    _trie_words,
     extract,
 )
 from dagnostics_provider.analysis.log_lines import MAX_RECORD_BYTES, LogReader
@@ -273,10 +272,10 @@ def test_custom_triggers_and_non_trie_triggers():
     assert words is not None and trie_pattern(words) == RULES.triggers.pattern
     for triggers in (["batch"], ["rows", " 200 ", "page=1", "échec"], []):
         rules = RuleSet(RULES.rules, RULES.boilerplate, RULES.side_effects, re.compile(trie_pattern(triggers)))
-        assert _plain_triggers(rules.triggers.pattern, rules.triggers.flags) is not None
+        assert plain_triggers(rules.triggers.pattern, rules.triggers.flags) is not None
         assert_same(chunked(data, 1 << 15), rules=rules)
     opaque = RuleSet(RULES.rules, RULES.boilerplate, RULES.side_effects, re.compile(r"err\w+|fail"))
-    assert _plain_triggers(opaque.triggers.pattern, opaque.triggers.flags) is None
+    assert plain_triggers(opaque.triggers.pattern, opaque.triggers.flags) is None
     assert_same(chunked(data, 1 << 15), rules=opaque)
 
 
