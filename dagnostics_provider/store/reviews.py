@@ -753,6 +753,8 @@ class SubmittedReview:
 def _clean_text(value: str | None, limit: int, what: str) -> str | None:
     if value is None:
         return None
+    if not isinstance(value, str):
+        raise ReviewRejected(f"{what} must be text")
     text = value.replace("\x00", "").strip()
     if len(text) > limit:
         raise ReviewRejected(f"{what} is longer than {limit} characters")

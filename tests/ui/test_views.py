@@ -235,6 +235,31 @@ def test_review_page_numbers_log_lines_and_marks_the_ai_error_lines(client_for, 
     assert "etl_postgres_refused" in page and "llama3.2:3b" in page and PROMPT_VERSION in page
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"accept": "false", "correction": None}, '"accept" must be true or false'),
+        ({"accept": "no"}, '"accept" must be true or false'),
+        ({"accept": True, "apply_to_group": "false"}, '"apply_to_group" must be true or false'),
+        ({"accept": True, "apply_to_group": 1}, '"apply_to_group" must be true or false'),
+        ({"accept": True, "failed_task_id": 2**63}, '"failed_task_id" must be an integer'),
+        ({"accept": True, "failed_task_id": "1"}, '"failed_task_id" must be an integer'),
+        ({"accept": True, "analysis_id": [1, 2]}, '"analysis_id" must be an integer'),
+        ({"accept": True, "analysis_id": 2**64}, '"analysis_id" must be an integer'),
+        ({"accept": True, "comment": 42}, "comment must be text"),
+        ({"accept": True, "comment": ["a"]}, "comment must be text"),
+        ({"accept": True, "comment": {"a": 1}}, "comment must be text"),
+    ],
+)
+def test_api_takes_json_types_strictly_and_stores_nothing_else(client_for, seeded, changes, message):
+    """Quoted booleans once stored an acceptance instead of the correction, or reviewed a whole group."""
+    alice = client_for("alice")
+    body = {"failed_task_id": seeded.failure_ids[0], "rating": 3, **changes}
+    response = alice.post("/api/reviews", json=body, headers={"X-CSRF-Token": alice.csrf()})
+    assert response.status_code == 400 and message in response.json["error"]
+    assert _review_count() == 0
+
+
 def test_review_form_shows_each_category_definition(client_for, seeded):
     """The reviewer sees what a category means where it is picked (docs/categories.md)."""
     page = client_for("alice").get(f"/review/{seeded.failure_ids[0]}").get_data(as_text=True)

@@ -48,6 +48,8 @@ from dagnostics_provider.plugins.views.log_panel import panel_lines
 from dagnostics_provider.plugins.views.params import (
     QueueQuery,
     item_link_params,
+    json_flag,
+    json_row_id,
     parse_export_query,
     parse_queue_query,
 )
@@ -329,10 +331,14 @@ class DagnosticsFeedbackView(BaseView):
     @_guarded(REVIEW)
     def api_submit(self, principal: Principal) -> Response:
         body = request.get_json(silent=True)
-        failure_id = body.get("failed_task_id") if isinstance(body, dict) else None
-        if not isinstance(failure_id, int) or isinstance(failure_id, bool):
+        if not isinstance(body, dict):
             return _refuse(400, "send a JSON object with failed_task_id (int), rating and correction or accept")
-        accept = bool(body.get("accept"))
+        try:
+            failure_id = json_row_id(body, "failed_task_id", required=True)
+            analysis_id = json_row_id(body, "analysis_id")
+            accept, apply_to_group = json_flag(body, "accept"), json_flag(body, "apply_to_group")
+        except ValueError as exc:
+            return _refuse(400, str(exc))
         correction = body.get("correction")
         if not accept and not isinstance(correction, dict):
             return _refuse(400, 'give "correction" (every field of the analysis) or "accept": true')
@@ -342,9 +348,9 @@ class DagnosticsFeedbackView(BaseView):
                 reviewer=principal.name,
                 rating=body.get("rating", 5 if accept else None),
                 correction=None if accept else correction,
-                analysis_id=body.get("analysis_id"),
+                analysis_id=analysis_id,
                 comment=body.get("comment"),
-                apply_to_group=bool(body.get("apply_to_group")),
+                apply_to_group=apply_to_group,
                 url=resolve_url(),
             )
         except reviews.ReviewRejected as exc:

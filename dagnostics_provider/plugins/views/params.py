@@ -180,3 +180,42 @@ def parse_export_query(args: Mapping[str, str]) -> ExportQuery:
         params=params,
         problems=tuple(problems),
     )
+
+
+# -- JSON bodies of the API --------------------------------------------------------------------------------------------
+
+# Row ids are BIGINT on PostgreSQL and 64-bit on SQLite; a larger number would fail inside the database driver.
+MAX_ROW_ID = (1 << 63) - 1
+
+
+def json_flag(body: Mapping[str, Any], name: str) -> bool:
+    """A JSON boolean, False when absent.
+
+    Only ``true``/``false`` count: ``"false"`` or ``"no"`` are truthy strings, and reading them as ``true`` once
+    stored an acceptance and dropped the correction, or reviewed a whole fingerprint group.
+    """
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise ValueError(f'"{name}" must be true or false (a JSON boolean), not {json_kind(value)}')
+    return value
+
+
+def json_row_id(body: Mapping[str, Any], name: str, *, required: bool = False) -> int | None:
+    """A row id given as a JSON integer from 1 to :data:`MAX_ROW_ID` (``null`` or absent when not required)."""
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROW_ID:
+        raise ValueError(f'"{name}" must be an integer from 1 to {MAX_ROW_ID}, not {json_kind(value)}')
+    return value
+
+
+def json_kind(value: Any) -> str:
+    """How an error message names a JSON value without echoing a long or hostile one."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return "a number that is out of range" if not 1 <= value <= MAX_ROW_ID else "a number"
+    return {str: "a string", float: "a decimal number", list: "a list", dict: "an object"}.get(type(value), "a value")
