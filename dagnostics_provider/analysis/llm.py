@@ -127,17 +127,23 @@ class LLMAnalyzer:
         return self.hook.chat(messages, json_schema=schema, schema_name="analysis", temperature=self.temperature)
 
     def _fallback(self, fallback: AnalysisResult, reason: str, raw: str | None) -> AnalysisOutcome:
-        reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
-        log.warning("Storing the heuristic analysis: %s", reason)
+        """The heuristic analysis, credited to no model: the reason names the model that failed and why.
+
+        Recording the model on a fallback made the review UI, the statistics and the export credit heuristic answers
+        to that model ("heuristic llama3.2:3b"), which skewed its agreement numbers.
+        """
         try:
             model = self.model
         except Exception:  # the model name is what failed to resolve; the outcome is still worth storing
             model = None
+        reason = f"model {model}: {reason}" if model else reason
+        reason = reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS] + "..."
+        log.warning("Storing the heuristic analysis: %s", reason)
         return AnalysisOutcome(
             result=fallback,
             analyzer="heuristic",
             prompt_version=PROMPT_VERSION,
-            model=model,
+            model=None,
             raw_response=bounded(raw),
             fallback_reason=reason,
         )

@@ -73,7 +73,7 @@ def assert_fallback(outcome, reason_part: str) -> None:
     assert outcome.analyzer == "heuristic"
     assert outcome.result == HEURISTIC
     assert reason_part in outcome.fallback_reason
-    assert outcome.model == DEFAULT_MODEL
+    assert outcome.model is None and outcome.fallback_reason.startswith(f"model {DEFAULT_MODEL}: ")
     assert outcome.prompt_version == PROMPT_VERSION
     # Never an invalid result, whatever came back.
     AnalysisResult.model_validate(outcome.result.model_dump())
@@ -152,7 +152,7 @@ def test_junk_answers_fall_back_with_the_reason(fake, sleeps, answer, reason):
     fake.answers[DEFAULT_MODEL] = lambda request: answer
     outcome = analyzer(fake, sleeps).analyze(CONTEXT, HEURISTIC)
     assert_fallback(outcome, reason)
-    assert outcome.fallback_reason.startswith("invalid answer: ")
+    assert outcome.fallback_reason.startswith(f"model {DEFAULT_MODEL}: invalid answer: ")
     assert "(after 3 attempts)" in outcome.fallback_reason
     assert outcome.raw_response == bounded(answer)
     assert sleeps == [1.0, 2.0]
@@ -206,7 +206,9 @@ def test_a_missing_model_is_not_retried(fake, sleeps):
     outcome = LLMAnalyzer("ollama", hook, max_retries=2, sleep=sleeps.append).analyze(CONTEXT, HEURISTIC)
     assert outcome.analyzer == "heuristic"
     assert 'model "dagnostics-analyzer:v9" not found, try pulling it first' in outcome.fallback_reason
-    assert outcome.model == "dagnostics-analyzer:v9"
+    # A heuristic answer is credited to no model; the reason says which model failed.
+    assert outcome.model is None
+    assert outcome.fallback_reason.startswith("model dagnostics-analyzer:v9: ")
     assert sleeps == []
 
 
@@ -231,7 +233,7 @@ def test_bugs_and_bad_configuration_never_escape(sleeps):
 
     outcome = LLMAnalyzer("ollama", BrokenHook(), max_retries=2, sleep=sleeps.append).analyze(CONTEXT, HEURISTIC)
     assert (outcome.analyzer, outcome.result) == ("heuristic", HEURISTIC)
-    assert outcome.fallback_reason == "unexpected error: RuntimeError: kaboom"
+    assert outcome.fallback_reason == "model whatever:1b: unexpected error: RuntimeError: kaboom"
 
     class Misconfigured:
         @property
@@ -265,7 +267,9 @@ def test_openai_compatible_provider_down(sleeps):
     hook = OpenAICompatibleHook(base_url=url, model="gpt-test", timeout=5)
     outcome = LLMAnalyzer("openai", hook, sleep=sleeps.append).analyze(CONTEXT, HEURISTIC)
     assert outcome.analyzer == "heuristic"
-    assert outcome.fallback_reason.startswith(f"openai unavailable: cannot connect to {url}/v1/chat/completions")
+    assert outcome.fallback_reason.startswith(
+        f"model gpt-test: openai unavailable: cannot connect to {url}/v1/chat/completions"
+    )
 
 
 def test_build_llm_analyzer_follows_config(monkeypatch):
