@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal_column, null, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from dagnostics_provider.analysis.schema import AnalysisResult, Category, InvalidAnalysis, Severity, parse_analysis
@@ -40,6 +40,12 @@ REVIEW_FIELDS: tuple[str, ...] = tuple(AnalysisResult.model_fields)
 """The fields a reviewer corrects, in schema order (the same fields every analysis has)."""
 
 AGREEMENT_FIELDS: tuple[str, ...] = ("category", "severity", "error_message")
+# The model an analysis is credited to: none for a heuristic one.  Analyses stored before fallbacks stopped recording
+# the model that failed still carry it, and must not count as that model's answers in the queue, stats or export.
+HEURISTIC_ANALYZER = "heuristic"
+# A literal, not a bound parameter, so that PostgreSQL sees the same expression in SELECT and GROUP BY.
+CREDITED_MODEL = case((Analysis.analyzer == literal_column(f"'{HEURISTIC_ANALYZER}'"), null()), else_=Analysis.model)
+
 MAX_COMMENT_CHARS = 4_000
 MAX_REVIEWER_CHARS = 250
 DEFAULT_MIN_RATING = 3  # the guide's "quality feedback" threshold
@@ -267,7 +273,7 @@ _ITEM_COLUMNS = (
     FailedTask.fingerprint,
     Analysis.id,
     Analysis.analyzer,
-    Analysis.model,
+    CREDITED_MODEL.label("model"),
     Analysis.prompt_version,
     Analysis.category,
     Analysis.severity,
@@ -652,7 +658,7 @@ def _analysis_meta(analysis: Analysis) -> dict[str, Any]:
     return {
         "id": analysis.id,
         "analyzer": analysis.analyzer,
-        "model": analysis.model,
+        "model": None if analysis.analyzer == HEURISTIC_ANALYZER else analysis.model,
         "prompt_version": analysis.prompt_version,
         "latency_ms": analysis.latency_ms,
         "fallback_reason": analysis.fallback_reason,
@@ -1018,7 +1024,7 @@ def _model_groups(session: Session, window: list[ColumnElement[bool]]) -> list[d
     rows = session.execute(
         select(
             Analysis.analyzer,
-            Analysis.model,
+            CREDITED_MODEL.label("model"),
             Analysis.category,
             func.count(),
             kept(Review.category == Analysis.category),
@@ -1028,7 +1034,7 @@ def _model_groups(session: Session, window: list[ColumnElement[bool]]) -> list[d
         )
         .join(Review, Review.analysis_id == Analysis.id)
         .where(*window)
-        .group_by(Analysis.analyzer, Analysis.model, Analysis.category)
+        .group_by(Analysis.analyzer, CREDITED_MODEL, Analysis.category)
     ).all()
     return [
         {
@@ -1191,7 +1197,7 @@ _EXPORT_COLUMNS = (
     Review.comment,
     Review.accepted_as_is,
     Analysis.analyzer,
-    Analysis.model,
+    CREDITED_MODEL.label("model"),
     Analysis.prompt_version,
     *(getattr(Analysis, name).label(f"ai_{name}") for name in REVIEW_FIELDS),
     *(getattr(Review, name).label(f"correction_{name}") for name in REVIEW_FIELDS),

@@ -441,3 +441,23 @@ def test_csv_export_neutralises_formulas_and_jsonl_stays_verbatim(migrated_store
     assert row["rating"] == "4"  # numbers are numbers, not text
     exported = json.loads(next(reviews.to_jsonl(reviews.iter_feedback(url=url))))
     assert exported["correction"]["error_message"] == evil and exported["comment"] == "-2+3"
+
+
+def test_a_heuristic_analysis_is_credited_to_no_model(migrated_store_url):
+    """Older fallbacks recorded the model that failed; the queue, stats and export must not credit it."""
+    url = migrated_store_url
+    fallback = add_failure(url, 1, analyzer="heuristic", model="llama3.2:3b")
+    answered = add_failure(url, 2, analyzer="ollama", model="llama3.2:3b")
+    for failure_id in (fallback, answered):
+        reviews.submit_review(failure_id, reviewer="a", rating=4, url=url)
+
+    queue = {item.failed_task_id: item for item in reviews.list_queue(QueueFilters(), url=url).items}
+    assert (queue[fallback].analyzer, queue[fallback].model) == ("heuristic", None)
+    assert queue[answered].model == "llama3.2:3b"
+    assert reviews.get_review_item(fallback, url=url).analysis["model"] is None
+    exported = {row["failed_task_id"]: row["ai"] for row in reviews.iter_feedback(url=url)}
+    assert exported[fallback]["model"] is None and exported[answered]["model"] == "llama3.2:3b"
+    by_model = {
+        (m["analyzer"], m["model"]): m["reviews"] for m in reviews.feedback_stats(url=url)["agreement_by_model"]
+    }
+    assert by_model == {("heuristic", None): 1, ("ollama", "llama3.2:3b"): 1}
