@@ -157,6 +157,11 @@ def test_submit_shows_the_diff_and_stores_the_logged_in_user(client_for, seeded)
     assert "<ins>the role lacks write permission</ins>" in saved
     (review,) = reviews.get_review_item(failure_id).reviews
     assert (review.reviewer, review.rating, review.comment) == ("alice", 4, "wrong role assignment")
+    # The form under the saved diff holds what was saved, not the AI's values again (issue 14, item 7).
+    form_html = page[page.index('id="correction"') :]
+    assert re.search(r'<option value="configuration_error"[^>]* selected>', form_html)
+    assert "the role lacks write permission</textarea>" in form_html
+    assert 'id="rating-4" value="4" checked' in form_html and "wrong role assignment</textarea>" in form_html
 
 
 def test_two_reviewers_of_one_item_both_show(client_for, seeded):

@@ -303,10 +303,17 @@ class DagnosticsFeedbackView(BaseView):
         status: int = 200,
     ) -> Response:
         ai_values = {name: item.analysis[name] for name in reviews.REVIEW_FIELDS}
-        values = {**form_values(ai_values), **(form.to_dict() if form is not None else {})}
+        submitted = next((r for r in item.reviews if r.id == submitted_id), None)
+        # Right after a submit the form holds what was saved, not the AI's values again: showing those under the
+        # saved diff invited a second, contradicting submission.
+        saved = (
+            {**form_values(submitted.values), "rating": str(submitted.rating), "comment": submitted.comment or ""}
+            if submitted
+            else {}
+        )
+        values = {**form_values(ai_values), **saved, **(form.to_dict() if form is not None else {})}
         selected = values["error_lines"].splitlines()
         context = item.failure["log_excerpt"] if item.failure["log_excerpt"] is not None else item.failure["error_text"]
-        submitted = next((r for r in item.reviews if r.id == submitted_id), None)
         nav = reviews.neighbours(item.failure["id"], query.filters, sort=query.sort, url=resolve_url())
         return self._render(
             "review.html",
