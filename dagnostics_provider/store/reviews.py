@@ -1137,6 +1137,26 @@ def count_feedback(
         return session.scalar(select(func.count()).select_from(Review).where(*conditions)) or 0
 
 
+def count_feedback_by_rating(
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    status: str = "all",
+    latest_per_item: bool = False,
+    url: str | None = None,
+) -> dict[int, int]:
+    """Reviews per rating (1-5, zeros included) under the export's other filters.
+
+    An export that matches nothing says why: usually every review is rated below the minimum rating.
+    """
+    with session_scope(url) as session:
+        conditions = _export_conditions(1, since, until, status, latest_per_item)
+        rows = session.execute(select(Review.rating, func.count()).where(*conditions).group_by(Review.rating)).all()
+    counts = dict.fromkeys(range(1, 6), 0)
+    counts.update({int(rating): int(n) for rating, n in rows})
+    return counts
+
+
 def iter_feedback(
     *,
     min_rating: int = DEFAULT_MIN_RATING,

@@ -320,7 +320,22 @@ def test_export_download(client_for, seeded):
     assert [int(r["failed_task_id"]) for r in parsed] == [good]
     assert alice.get("/api/feedback/export?format=xml").status_code == 400
     page = alice.get("/export?min_rating=1").get_data(as_text=True)
-    assert '<strong id="export-count">2</strong>' in page
+    assert '<strong id="export-count">2</strong>' in page and 'id="export-empty"' not in page
+
+
+def test_an_empty_export_says_why(client_for, seeded):
+    """Every review rated below the default minimum once downloaded 0 bytes without a word (issue 14, item 8)."""
+    alice = client_for("alice")
+    for failure_id in seeded.failure_ids[:2]:
+        alice.post(f"/review/{failure_id}", data=_form(alice, failure_id, rating="2"))
+    page = alice.get("/export").get_data(as_text=True)
+    assert '<strong id="export-count">0</strong>' in page
+    empty = page[page.index('id="export-empty"') : page.index("</p>", page.index('id="export-empty"'))]
+    assert "2 reviews are rated below 3 ★: lower the minimum rating" in empty
+    assert "1 ★ 0, 2 ★ 2, 3 ★ 0, 4 ★ 0, 5 ★ 0" in empty
+    assert re.search(r'id="download" disabled', page)
+    nothing = alice.get("/export?since=2001-01-01&until=2001-01-02").get_data(as_text=True)
+    assert "No review matches the dates and status either" in nothing
 
 
 @pytest.mark.parametrize("path", ["/", "/stats", "/export", "/api/feedback/stats"])

@@ -411,6 +411,17 @@ class DagnosticsFeedbackView(BaseView):
             latest_per_item=query.latest_per_item,
             url=resolve_url(),
         )
+        by_rating = (
+            reviews.count_feedback_by_rating(
+                since=query.since,
+                until=query.until,
+                status=query.status,
+                latest_per_item=query.latest_per_item,
+                url=resolve_url(),
+            )
+            if count == 0
+            else None
+        )
         host = request.host_url.rstrip("/")
         return self._render(
             "export.html",
@@ -418,6 +429,7 @@ class DagnosticsFeedbackView(BaseView):
             "export",
             query=query,
             count=count,
+            by_rating=by_rating,
             export_url=host + url_for(".api_export"),
             token_url=f"{host}{_airflow_base_path()}/auth/token",
         )
