@@ -170,23 +170,22 @@ def extract(
         from dagnostics_provider import config
 
         max_context_chars = config.get_int("max_context_chars")
-    reader = LogReader()
-    scanner = _Scanner(rules)
     triggers = plain_triggers(rules.triggers.pattern, rules.triggers.flags)
     if triggers is None:  # triggers that are not a list of words: every line takes the per-line path
-        for line in reader.lines(chunks):
-            scanner.feed(line)
-    else:
-        blocks = BlockScanner(scanner, reader, triggers, window_lines=WINDOW_LINES, narrative_lines=NARRATIVE_LINES)
-        for number, block in reader.blocks(chunks):
-            blocks.feed(number, block)
+        return _extract_per_line(chunks, rules=rules, max_context_chars=max_context_chars)
+    reader = LogReader()
+    scanner = _Scanner(rules)
+    blocks = BlockScanner(scanner, reader, triggers, window_lines=WINDOW_LINES, narrative_lines=NARRATIVE_LINES)
+    for number, block in reader.blocks(chunks):
+        blocks.feed(number, block)
     return scanner.finish(
         max(0, max_context_chars), total_lines=reader.physical_lines, cut_lines=reader.truncated_lines > 0
     )
 
 
 def _extract_per_line(chunks: Iterable[bytes | str], *, rules: RuleSet, max_context_chars: int) -> Extraction:
-    """:func:`extract` rendering and scanning every line one by one: the reference that the fast path must equal."""
+    """Render and scan every line one by one: the path for trigger patterns the fast path cannot read, and the
+    reference that the fast path must equal."""
     reader = LogReader()
     scanner = _Scanner(rules)
     for line in reader.lines(chunks):
