@@ -66,8 +66,10 @@ start() {
     airflow db migrate >"$DEMO_DIR/logs/migrate.log" 2>&1 || { cat "$DEMO_DIR/logs/migrate.log"; exit 1; }
     dagnostics db migrate >>"$DEMO_DIR/logs/migrate.log" 2>&1 || { cat "$DEMO_DIR/logs/migrate.log"; exit 1; }
     if ! airflow users list 2>/dev/null | grep -qw admin; then
-        airflow users create --username admin --password "$ADMIN_PASSWORD" --role Admin \
-            --firstname Demo --lastname Admin --email admin@example.com >"$DEMO_DIR/logs/users.log" 2>&1
+        # "--password=": a generated password may start with "-", which argparse would read as an option.
+        airflow users create --username admin --password="$ADMIN_PASSWORD" --role Admin \
+            --firstname Demo --lastname Admin --email admin@example.com >"$DEMO_DIR/logs/users.log" 2>&1 \
+            || { cat "$DEMO_DIR/logs/users.log"; exit 1; }
     fi
     # The review UI's permissions and the "DAGnostics Reviewer" role (see docs/review-ui.md).
     dagnostics roles sync >>"$DEMO_DIR/logs/users.log" 2>&1 || { cat "$DEMO_DIR/logs/users.log"; exit 1; }
