@@ -8,10 +8,16 @@ only the reviews that became examples); "new feedback since this dataset" counts
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from dagnostics_provider.store.engine import session_scope
 from dagnostics_provider.store.models import DatasetVersion, Review
+
+
+def _by_hash(session: Session, content_hash: str) -> DatasetVersion | None:
+    return session.scalars(select(DatasetVersion).where(DatasetVersion.content_hash == content_hash)).one_or_none()
 
 
 def register_dataset_version(candidate: DatasetVersion, url: str | None = None) -> tuple[DatasetVersion, bool]:
@@ -20,28 +26,47 @@ def register_dataset_version(candidate: DatasetVersion, url: str | None = None) 
     When the content is already registered, that version is returned and its ``last_review_id`` moves forward
     to the candidate's: the build read newer reviews and none of them changed the data, so they are no longer
     "new feedback" for it.
+
+    Race-safe across processes: looking the hash up first is only the cheap common case.  Two builds of the same
+    content at the same moment both find nothing, so the insert runs in a SAVEPOINT and the unique index on
+    ``content_hash`` decides; the loser's insert fails (on PostgreSQL it waits for the winner's commit first),
+    only the savepoint is rolled back, and the loser returns the winner's row.  Both builds therefore report the
+    same version, and exactly one reports it as created.  (A same-second build also has the same version name,
+    so the failing constraint may be ``version``'s; either way the winner's row is found by hash.)
     """
     with session_scope(url) as session:
-        existing = session.scalars(
-            select(DatasetVersion)
-            .where(DatasetVersion.content_hash == candidate.content_hash)
-            .order_by(DatasetVersion.id)
-            .limit(1)
-        ).one_or_none()
+        existing = _by_hash(session, candidate.content_hash)
         if existing is None:
-            session.add(candidate)
-            session.flush()
-            return candidate, True
+            try:
+                with session.begin_nested():
+                    session.add(candidate)
+                return candidate, True
+            except IntegrityError:
+                existing = _by_hash(session, candidate.content_hash)
+                if existing is None:  # not a same-content race (a version name taken by other content)
+                    raise
         if candidate.last_review_id is not None and (existing.last_review_id or 0) < candidate.last_review_id:
-            existing.last_review_id = candidate.last_review_id
+            # Conditional UPDATE, not read-modify-write: concurrent builds may only move it forward.
+            session.execute(
+                update(DatasetVersion)
+                .where(DatasetVersion.id == existing.id)
+                .where(
+                    or_(
+                        DatasetVersion.last_review_id.is_(None),
+                        DatasetVersion.last_review_id < candidate.last_review_id,
+                    )
+                )
+                .values(last_review_id=candidate.last_review_id)
+                .execution_options(synchronize_session=False)
+            )
+            session.refresh(existing)
         return existing, False
 
 
 def dataset_version_by_hash(content_hash: str, url: str | None = None) -> DatasetVersion | None:
+    """The version holding ``content_hash`` (at most one: the column is unique since migration 0003)."""
     with session_scope(url) as session:
-        return session.scalars(
-            select(DatasetVersion).where(DatasetVersion.content_hash == content_hash).order_by(DatasetVersion.id)
-        ).first()
+        return _by_hash(session, content_hash)
 
 
 def get_dataset_version(version: str, url: str | None = None) -> DatasetVersion:

@@ -198,14 +198,20 @@ class ReviewEvent(Base):
 
 
 class DatasetVersion(Base):
-    """A training dataset built from reviewed feedback."""
+    """A training dataset built from reviewed feedback: one row per content hash.
+
+    The unique index on ``content_hash`` is what makes two simultaneous builds of the same content register one
+    version (the loser's insert fails and it returns the winner's row, see
+    :func:`dagnostics_provider.store.datasets.register_dataset_version`); a select-then-insert alone races.
+    """
 
     __tablename__ = "dataset_versions"
+    __table_args__ = (Index("uq_dataset_versions_content_hash", "content_hash", unique=True),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     version: Mapped[str] = mapped_column(String(64), unique=True)
     uri: Mapped[str] = mapped_column(Text)
-    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
     train_count: Mapped[int] = mapped_column(Integer)
     validation_count: Mapped[int] = mapped_column(Integer)
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
