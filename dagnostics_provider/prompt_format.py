@@ -15,17 +15,20 @@ from typing import Any
 from dagnostics_provider.analysis.schema import CATEGORY_DEFINITIONS, SEVERITIES, AnalysisResult
 
 # v2: the instruction defines every category (docs/categories.md) instead of only naming them.
-PROMPT_VERSION = "dagnostics-v2"
+# v3: every log context line starts with its line number in the task log and "| " (analysis/context_lines.py), so
+# that the reasoning, the review page and the training text refer to the same lines; the instruction says so.
+PROMPT_VERSION = "dagnostics-v3"
 
 INSTRUCTION = (
     "You are an expert data engineer analyzing Airflow ETL logs. Find the root cause of the failed task in the "
-    "log context and answer with one JSON object with these fields: "
+    'log context (each of its lines starts with its line number in the task log and "| ", which are not part of '
+    "the log text) and answer with one JSON object with these fields: "
     '"error_message" (the root-cause error line, verbatim where possible), '
     '"category" (one of the categories defined at the end), '
     f'"severity" (one of {", ".join(SEVERITIES)}), '
     '"confidence" (a number from 0 to 1), '
     '"reasoning" (one or two sentences), '
-    '"error_lines" (the log lines that show the error, verbatim) and '
+    '"error_lines" (the log lines that show the error, verbatim, without that number) and '
     '"suggested_actions" (short, concrete steps for the on-call engineer).'
     " Categories, chosen by what has to change to fix the failure: "
     + "; ".join(f"{name}: {definition}" for name, definition in CATEGORY_DEFINITIONS.items())
@@ -36,7 +39,11 @@ INPUT_HEADER = "Log Context:\n"
 
 
 def render_input(context: str) -> str:
-    """The user turn: the extracted log context (never the whole log) under a fixed header."""
+    """The user turn: the extracted log context (never the whole log) under a fixed header.
+
+    The context is passed on as extraction built it, each line behind its log line number (``12| text``, see
+    :mod:`dagnostics_provider.analysis.context_lines`), so the model sees the numbers the reviewer sees.
+    """
     return INPUT_HEADER + context
 
 

@@ -8,7 +8,9 @@ warning levels) adjusting the rank.
 
 The log is read once as a stream.  Only bounded state is kept: ring buffers of recent lines, the best candidate
 lines with a few neighbours each, and the last tracebacks, so a 100 MB log costs the same memory as a small one.
-The context is a pure function of the log, so the same log always gives a byte-identical prompt.
+The context is a pure function of the log, so the same log always gives a byte-identical prompt.  Each of its lines
+carries the number of the log line it comes from (:mod:`context_lines`), the same number the heuristic reasoning
+cites, so the prompt, the review page and the training text all refer to the log's own line numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 
 from dagnostics_provider.analysis.block_scan import BlockScanner, SkippedRun, plain_triggers
+from dagnostics_provider.analysis.context_lines import GAP, gutter
 from dagnostics_provider.analysis.fingerprint import normalise_message
 from dagnostics_provider.analysis.log_lines import (
     CAUSE_SEPARATOR,
@@ -41,7 +44,6 @@ MAX_ERROR_LINES = 6
 CONTEXT_LINE_CHARS = 1_000
 CONTEXT_TAIL_LINES = 30
 NARRATIVE_LINES = 4 * CONTEXT_TAIL_LINES  # kept before boilerplate is dropped from them
-GAP = "..."
 _TEXT_CHUNK_CHARS = 1 << 20
 
 # Weights of lines no rule explains, on the rules' 0-100 scale.
@@ -499,7 +501,11 @@ def _error_lines(root: Candidate | None, ranked: list[Candidate]) -> list[str]:
 
 
 class _Context:
-    """Pick lines by priority until the budget is spent, then print them in log order with gaps marked."""
+    """Pick lines by priority until the budget is spent, then print them in log order with gaps marked.
+
+    Every line is printed with its log line number in front (:func:`context_lines.numbered`); the budget counts
+    the whole printed line, gutter included.
+    """
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -546,6 +552,7 @@ class _Context:
             return
         if len(text) > CONTEXT_LINE_CHARS:
             text = text[:CONTEXT_LINE_CHARS] + " [...]"
+        text = gutter(line.number) + text
         cost = len(text) + 1 + len(GAP) + 1
         if self.used + cost > self.budget:
             if not force:

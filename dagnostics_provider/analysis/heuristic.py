@@ -122,6 +122,9 @@ def _confidence(best: Candidate, candidates: list[Candidate], category: str) -> 
 
 
 def _reasoning(best: Candidate) -> str:
+    """Why the line was picked, citing it as "log line N": its number in the whole task log, the number its row
+    carries in the log context's gutter (:mod:`~dagnostics_provider.analysis.context_lines`), on the review page
+    and in training text."""
     rule = best.rule
     where = f"log line {best.line.number}" + (f", seen {best.count} times" if best.count > 1 else "")
     if rule is None:

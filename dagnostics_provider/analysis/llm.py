@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import Any
 
 from dagnostics_provider import config
+from dagnostics_provider.analysis.context_lines import strip_gutter
 from dagnostics_provider.analysis.outcome import AnalysisOutcome
 from dagnostics_provider.analysis.schema import AnalysisResult, InvalidAnalysis, json_schema, parse_analysis
 from dagnostics_provider.hooks.llm_errors import LLMError, LLMHTTPError, LLMUnavailable
@@ -172,9 +173,18 @@ def build_llm_analyzer(provider: str | None = None) -> LLMAnalyzer | None:
 
 
 def parse_answer(answer: str) -> AnalysisResult:
-    """Validate a model's answer; one Markdown code block around the JSON is accepted (see :data:`_FENCED`)."""
+    """Validate a model's answer; one Markdown code block around the JSON is accepted (see :data:`_FENCED`).
+
+    Error lines are log text: a model that copied a context line with its line-number gutter (``12| text``, see
+    :mod:`~dagnostics_provider.analysis.context_lines`) gets the gutter taken off, only in that exact format, so
+    stored error lines match the log and the review page's lines.
+    """
     fenced = _FENCED.match(answer)
-    return parse_analysis(fenced.group("body") if fenced else answer)
+    result = parse_analysis(fenced.group("body") if fenced else answer)
+    lines = [strip_gutter(line) for line in result.error_lines]
+    if lines == result.error_lines:
+        return result
+    return parse_analysis({**result.model_dump(), "error_lines": lines})
 
 
 def bounded(raw: str | None) -> str | None:

@@ -55,8 +55,10 @@ class LogLine(NamedTuple):
     """One rendered line of a task log (a named tuple: a 100 MB log makes a million of them).
 
     ``number`` is the 1-based physical line of the original log; the lines rendered from one JSON record (a
-    multi-line message or its traceback) share it.  ``continuation`` marks a line without a prefix of its own: it
-    belongs to the record above and inherits its timestamp, level and logger.
+    multi-line message or its traceback) share it.  It is the one line number DAGnostics shows anywhere: the
+    heuristic reasoning's "log line N" and the gutter of the log context (:mod:`context_lines`).
+    ``continuation`` marks a line without a prefix of its own: it belongs to the record above and inherits its
+    timestamp, level and logger.
     """
 
     number: int

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dagnostics_provider import prompt_format
-from dagnostics_provider.analysis.extraction import GAP
+from dagnostics_provider.analysis.context_lines import GAP, gutter, split_gutter
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +73,27 @@ def _answer_tokens(tokenizer: Any, output: str) -> int:
 
 
 def cut_middle(context: str, keep_chars: int) -> str:
-    """``context`` with its middle replaced by the gap marker, keeping whole lines from both ends where it can."""
+    """``context`` with its middle replaced by the gap marker, keeping whole lines from both ends where it can.
+
+    Context lines carry their log line number in front (:mod:`~dagnostics_provider.analysis.context_lines`); whole
+    lines keep theirs.  Where not even one whole line fits at an end, a piece of that line is kept: the start of the
+    first line (its number comes first) or the end of the last line, behind the last line's own number, so that
+    every line of a numbered context stays numbered.
+    """
     if len(context) <= keep_chars:
         return context
     half = max(0, keep_chars // 2)
     head, tail = context[:half], context[len(context) - half :] if half else ""
     if "\n" in head:
         head = head.rsplit("\n", 1)[0]
+    elif split_gutter(context)[0] is not None and split_gutter(head)[0] is None:
+        head = ""  # a piece of the first line's number, without any of its text
     if "\n" in tail:
         tail = tail.split("\n", 1)[1]
+    elif tail:
+        number, _ = split_gutter(context.rsplit("\n", 1)[-1])
+        if number is not None:
+            tail = gutter(number) + tail[len(gutter(number)) :]
     return "\n".join(part for part in (head, GAP, tail) if part)
 
 

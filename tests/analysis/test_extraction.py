@@ -317,7 +317,8 @@ def test_context_is_bounded_deterministic_and_free_of_boilerplate():
     assert first.total_lines == len(log.splitlines())
 
     tiny = run(log, max_context_chars=40)
-    assert len(tiny.context) <= 40 and tiny.context.startswith("ERROR:  duplicate key")
+    root = tiny.root_cause.number
+    assert len(tiny.context) <= 40 and tiny.context.startswith(f"{root}| ERROR:  duplicate key")  # gutter counted
     assert tiny.truncated
 
 
