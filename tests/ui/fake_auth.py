@@ -1,8 +1,9 @@
 """A stand-in for Airflow's auth manager and the view on a bare Flask app, for the UI tests and the benchmark.
 
 Airflow's own auth managers need a metadata DB and an api-server; they are exercised for real by the api-server
-tests.  The stand-in keeps the contract the view relies on: ``get_user_from_token`` is a coroutine and
-permissions come from ``is_authorized_custom_view``.  A token ``token-<user>`` names a known user.
+tests.  The stand-in keeps the contract the view relies on: ``get_user_from_token`` is a coroutine,
+permissions come from ``is_authorized_custom_view`` and per-DAG rights from ``get_authorized_dag_ids``.  A token
+``token-<user>`` names a known user.
 """
 
 from __future__ import annotations
@@ -27,11 +28,25 @@ class FakeUser:
 
 
 class FakeAuthManager:
-    """Tokens name users; ``grants`` maps a user to the methods allowed on the DAGnostics resource."""
+    """Tokens name users; ``grants`` maps a user to the methods allowed on the DAGnostics resource.
 
-    def __init__(self, grants: dict[str, set[str]], users: dict[str, Any] | None = None) -> None:
+    ``dag_grants`` limits a user per DAG (method -> DAG ids, like FAB's ``DAG:<dag_id>`` permissions); a user
+    without an entry may read and edit every DAG.  ``airflow_dags`` are the DAGs "Airflow knows", the only ones
+    ``get_authorized_dag_ids`` lists, as the real managers list the metadata DB's; the view asks about the others
+    one by one.
+    """
+
+    def __init__(
+        self,
+        grants: dict[str, set[str]],
+        users: dict[str, Any] | None = None,
+        dag_grants: dict[str, dict[str, set[str]]] | None = None,
+        airflow_dags: set[str] | None = None,
+    ) -> None:
         self.grants = grants
         self.users = users or {}
+        self.dag_grants = dag_grants or {}
+        self.airflow_dags = airflow_dags or set()
 
     async def get_user_from_token(self, token: str) -> Any:
         if token.startswith("token-") and token[6:] in self.grants:
@@ -40,6 +55,16 @@ class FakeAuthManager:
 
     def is_authorized_custom_view(self, *, method: str, resource_name: str, user: Any) -> bool:
         return resource_name == RESOURCE and method in self.grants.get(user.get_name(), set())
+
+    def _may(self, user: Any, method: str, dag_id: str) -> bool:
+        limited = self.dag_grants.get(user.get_name())
+        return limited is None or dag_id in limited.get(method, set())
+
+    def get_authorized_dag_ids(self, *, user: Any, method: str = "GET") -> set[str]:
+        return {dag_id for dag_id in self.airflow_dags if self._may(user, method, dag_id)}
+
+    def is_authorized_dag(self, *, method: str, user: Any, details: Any = None, access_entity: Any = None) -> bool:
+        return details is not None and self._may(user, method, details.id)
 
     def get_url_login(self, **kwargs: Any) -> str:
         return f"/auth/login/?next={kwargs.get('next_url', '')}"

@@ -39,7 +39,8 @@ def _dag_id(log_name: str) -> str:
     return "etl_" + Path(log_name).stem.split("_", 2)[-1]
 
 
-def _store(url: str, dag_id: str, log_text: str, index: int, *, llm: bool) -> int:
+def store_failure(url: str, dag_id: str, log_text: str, index: int, *, llm: bool) -> int:
+    """Analyse ``log_text`` as the analyze operator does and store it as failed try ``index`` of ``dag_id``."""
     analysis = analyze_log([log_text.encode()], None)
     failed_at = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc) + timedelta(hours=index)
     failure_id = record_failure(
@@ -73,14 +74,14 @@ def seed_store(url: str) -> Seeded:
     """Analyse and store the seeded corpus logs (plus the repeat and the HTML one) into a migrated store."""
     ids = []
     for index, name in enumerate(SEEDED_LOGS):
-        ids.append(_store(url, _dag_id(name), (CORPUS_LOGS / name).read_text(), index, llm=index % 2 == 0))
-    repeat = _store(url, _dag_id(REPEATED_LOG), (CORPUS_LOGS / REPEATED_LOG).read_text(), 10, llm=True)
+        ids.append(store_failure(url, _dag_id(name), (CORPUS_LOGS / name).read_text(), index, llm=index % 2 == 0))
+    repeat = store_failure(url, _dag_id(REPEATED_LOG), (CORPUS_LOGS / REPEATED_LOG).read_text(), 10, llm=True)
     xss_log = (
         "[2026-11-20T09:00:00] INFO - starting\n"
         f"[2026-11-20T09:00:01] ERROR - {XSS_LINE}\n"
         f"ValueError: bad payload {XSS_LINE}\n"
     )
-    xss = _store(url, "etl_html_payload", xss_log, 11, llm=False)
+    xss = store_failure(url, "etl_html_payload", xss_log, 11, llm=False)
     ids += [repeat, xss]
     return Seeded(failure_ids=ids, group_ids=(ids[SEEDED_LOGS.index(REPEATED_LOG)], repeat), xss_id=xss)
 
@@ -99,7 +100,7 @@ def seed_history(url: str, *, count: int = 36, days: int = 30) -> list[int]:
     ids = []
     for index in range(count):
         path = logs[index % len(logs)]
-        failure_id = _store(url, _dag_id(path.name), path.read_text(), -24 * (index + 1), llm=index % 3 != 0)
+        failure_id = store_failure(url, _dag_id(path.name), path.read_text(), -24 * (index + 1), llm=index % 3 != 0)
         ids.append(failure_id)
         if index % 4 == 3:
             continue  # left for the queue

@@ -27,7 +27,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from dagnostics_provider import __version__
 from dagnostics_provider.analysis.schema import CATEGORIES, CATEGORY_DEFINITIONS, CATEGORY_EXAMPLES, SEVERITIES
 from dagnostics_provider.plugins.views import csrf
-from dagnostics_provider.plugins.views.auth import Principal, login_url, resolve_principal
+from dagnostics_provider.plugins.views.auth import Principal, dag_access, login_url, resolve_principal
 from dagnostics_provider.plugins.views.charts import column_chart
 from dagnostics_provider.plugins.views.diff import field_diffs
 from dagnostics_provider.plugins.views.forms import correction_from_form, form_values
@@ -111,11 +111,19 @@ def _guarded(permission: str) -> Callable:
                         "Reload the page and submit again.",
                         principal,
                     )
+            # The DAGs this user may see and review, over those with failures in the store (see .auth).
+            principal = replace(principal, dags=dag_access(principal, reviews.store_dag_ids(resolve_url())))
             return method(self, principal, *args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+def _queue_query(principal: Principal) -> QueueQuery:
+    """The queue the request asks for, limited to the DAGs the user may read (never widened by a parameter)."""
+    query = parse_queue_query(request.args)
+    return replace(query, filters=replace(query.filters, dag_ids=principal.dags.readable))
 
 
 def _airflow_base_path() -> str:
@@ -224,7 +232,7 @@ class DagnosticsFeedbackView(BaseView):
     @expose("/")
     @_guarded(READ)
     def queue(self, principal: Principal) -> Response:
-        query = parse_queue_query(request.args)
+        query = _queue_query(principal)
         url = resolve_url()
         context: dict[str, Any] = {"query": query, "link_params": item_link_params(query), "notice": None}
         if query.grouped:
@@ -233,12 +241,18 @@ class DagnosticsFeedbackView(BaseView):
             context["result"] = reviews.list_queue(query.filters, sort=query.sort, page=query.page, url=url)
         if request.args.get("notice") == "none-left":
             context["notice"] = "Nothing left to review with these filters."
-        return self._render("queue.html", principal, "queue", dag_ids=reviews.distinct_dag_ids(url=url), **context)
+        return self._render(
+            "queue.html",
+            principal,
+            "queue",
+            dag_ids=reviews.distinct_dag_ids(url=url, dag_ids=principal.dags.readable),
+            **context,
+        )
 
     @expose("/next")
     @_guarded(READ)
     def next_unreviewed(self, principal: Principal) -> Response:
-        query = parse_queue_query(request.args)
+        query = _queue_query(principal)
         after = _as_int(request.args.get("after"))
         target = reviews.next_unreviewed(query.filters, sort=query.sort, after_id=after, url=resolve_url())
         if target is None:
@@ -248,7 +262,7 @@ class DagnosticsFeedbackView(BaseView):
     @expose("/api/queue")
     @_guarded(READ)
     def api_queue(self, principal: Principal) -> Response:
-        query = parse_queue_query(request.args)
+        query = _queue_query(principal)
         if query.problems:
             return _refuse(400, "; ".join(query.problems))
         url = resolve_url()
@@ -264,14 +278,14 @@ class DagnosticsFeedbackView(BaseView):
     @expose("/review/<int:failure_id>")
     @_guarded(READ)
     def review(self, principal: Principal, failure_id: int) -> Response:
-        item = reviews.get_review_item(failure_id, url=resolve_url())
+        item = reviews.get_review_item(failure_id, url=resolve_url(), dag_ids=principal.dags.readable)
         submitted = _as_int(request.args.get("submitted"))
-        return self._review_page(principal, item, parse_queue_query(request.args), submitted)
+        return self._review_page(principal, item, _queue_query(principal), submitted)
 
     @expose("/review/<int:failure_id>", methods=["POST"])
     @_guarded(REVIEW)
     def submit(self, principal: Principal, failure_id: int) -> Response:
-        query = parse_queue_query(request.args)
+        query = _queue_query(principal)
         url = resolve_url()
         accept = request.form.get("action") == "accept"
         try:
@@ -283,11 +297,13 @@ class DagnosticsFeedbackView(BaseView):
                 analysis_id=_as_int(request.form.get("analysis_id")),
                 comment=request.form.get("comment"),
                 apply_to_group=request.form.get("apply_to_group") == "on",
+                access=principal.dags,
                 url=url,
             )
-        except reviews.ReviewRejected as exc:
-            item = reviews.get_review_item(failure_id, url=url)
-            return self._review_page(principal, item, query, None, error=str(exc), form=request.form, status=400)
+        except (reviews.ReviewRejected, reviews.ReviewForbidden) as exc:
+            status = 403 if isinstance(exc, reviews.ReviewForbidden) else 400
+            item = reviews.get_review_item(failure_id, url=url, dag_ids=principal.dags.readable)
+            return self._review_page(principal, item, query, None, error=str(exc), form=request.form, status=status)
         target = url_for(".review", failure_id=failure_id, submitted=submitted.review_id, **item_link_params(query))
         return redirect(target, code=303)
 
@@ -332,6 +348,7 @@ class DagnosticsFeedbackView(BaseView):
             submitted_diffs=field_diffs(submitted.suggestion, submitted.values) if submitted else None,
             review_diffs={r.id: field_diffs(r.suggestion, r.values) for r in item.reviews},
             airflow_url=_task_instance_url(item.failure),
+            may_review=principal.can_review and principal.dags.may_edit(item.failure["dag_id"]),
         )
 
     @expose("/api/reviews", methods=["POST"])
@@ -358,10 +375,13 @@ class DagnosticsFeedbackView(BaseView):
                 analysis_id=analysis_id,
                 comment=body.get("comment"),
                 apply_to_group=apply_to_group,
+                access=principal.dags,
                 url=resolve_url(),
             )
         except reviews.ReviewRejected as exc:
             return _refuse(400, str(exc))
+        except reviews.ReviewForbidden as exc:
+            return _refuse(403, str(exc))
         response = jsonify(asdict(submitted))
         response.status_code = 201
         return response
@@ -371,7 +391,7 @@ class DagnosticsFeedbackView(BaseView):
     @expose("/stats")
     @_guarded(READ)
     def stats(self, principal: Principal) -> Response:
-        stats = reviews.feedback_stats(url=resolve_url())
+        stats = reviews.feedback_stats(url=resolve_url(), dag_ids=principal.dags.readable)
         histogram = column_chart([(f"{r}★", n) for r, n in stats["rating_histogram"].items()], width=320)
         per_day = column_chart(
             [(day["date"][5:], day["count"]) for day in stats["feedback_per_day"]], width=640, max_labels=8
@@ -395,7 +415,7 @@ class DagnosticsFeedbackView(BaseView):
         query = parse_export_query(request.args)  # only ``since`` applies here
         if query.problems:
             return _refuse(400, "; ".join(query.problems))
-        return jsonify(reviews.feedback_stats(since=query.since, url=resolve_url()))
+        return jsonify(reviews.feedback_stats(since=query.since, url=resolve_url(), dag_ids=principal.dags.readable))
 
     # -------------------------------------------------------------------------------------------- export
 
@@ -409,6 +429,7 @@ class DagnosticsFeedbackView(BaseView):
             until=query.until,
             status=query.status,
             latest_per_item=query.latest_per_item,
+            dag_ids=principal.dags.readable,
             url=resolve_url(),
         )
         by_rating = (
@@ -417,6 +438,7 @@ class DagnosticsFeedbackView(BaseView):
                 until=query.until,
                 status=query.status,
                 latest_per_item=query.latest_per_item,
+                dag_ids=principal.dags.readable,
                 url=resolve_url(),
             )
             if count == 0
@@ -446,6 +468,7 @@ class DagnosticsFeedbackView(BaseView):
             until=query.until,
             status=query.status,
             latest_per_item=query.latest_per_item,
+            dag_ids=principal.dags.readable,
             url=resolve_url(),
         )
         body, mimetype = (

@@ -5,8 +5,8 @@ One package for everything reviewers produce, because the "DAGnostics Feedback" 
 "agreement" are.  Everything here is a plain function over the store; nothing knows about Flask.
 
 Each concern has its module: :mod:`.queue` (queue pages, fingerprint groups, neighbours), :mod:`.item` (one item
-for the review page), :mod:`.submission` (storing reviews), :mod:`.statistics` and :mod:`.export`;
-:mod:`.common` holds what they share.
+for the review page), :mod:`.submission` (storing reviews), :mod:`.statistics`, :mod:`.export` and
+:mod:`.dag_access` (the DAGs a user may see and review); :mod:`.common` holds what they share.
 
 An *item* of the queue is one failed try shown with its newest analysis.  Its review status comes from its
 reviews: none (``unreviewed``), or the newest one accepted the AI analysis unchanged (``accepted``) or changed at
@@ -29,10 +29,12 @@ from dagnostics_provider.store.reviews.common import (
     REVIEW_FIELDS,
     ItemNotFound,
     QueueSort,
+    ReviewForbidden,
     ReviewRejected,
     ReviewStatus,
     changed_fields,
 )
+from dagnostics_provider.store.reviews.dag_access import ALL_DAGS, DagAccess, DagScope, store_dag_ids
 from dagnostics_provider.store.reviews.export import (
     CSV_COLUMNS,
     count_feedback,
@@ -60,10 +62,13 @@ from dagnostics_provider.store.reviews.submission import SubmittedReview, submit
 
 __all__ = [
     "AGREEMENT_FIELDS",
+    "ALL_DAGS",
     "CSV_COLUMNS",
     "DEFAULT_MIN_RATING",
     "EXPORT_STATUSES",
     "REVIEW_FIELDS",
+    "DagAccess",
+    "DagScope",
     "FingerprintGroup",
     "GroupPage",
     "ItemNotFound",
@@ -72,6 +77,7 @@ __all__ = [
     "QueueItem",
     "QueuePage",
     "QueueSort",
+    "ReviewForbidden",
     "ReviewItem",
     "ReviewRecord",
     "ReviewRejected",
@@ -88,6 +94,7 @@ __all__ = [
     "list_queue",
     "neighbours",
     "next_unreviewed",
+    "store_dag_ids",
     "submit_review",
     "to_csv",
     "to_jsonl",

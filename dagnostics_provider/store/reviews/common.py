@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from dagnostics_provider.analysis.schema import AnalysisResult, Category, Severity
 from dagnostics_provider.store.models import Analysis, FailedTask, Review, ReviewEvent
+from dagnostics_provider.store.reviews.dag_access import DagScope
 
 REVIEW_FIELDS: tuple[str, ...] = tuple(AnalysisResult.model_fields)
 """The fields a reviewer corrects, in schema order (the same fields every analysis has)."""
@@ -50,6 +51,10 @@ class QueueSort(str, enum.Enum):
 
 class ReviewRejected(ValueError):
     """A submission that cannot be stored; the message is meant for the reviewer."""
+
+
+class ReviewForbidden(PermissionError):
+    """The user may read the item but not review it (the auth manager denies editing its DAG)."""
 
 
 class ItemNotFound(LookupError):
@@ -107,8 +112,9 @@ def applied_sources(session: Session, review_ids: list[int]) -> dict[int, int]:
     return {review_id: int(payload["source_review_id"]) for review_id, payload in rows}
 
 
-def open_group_members(fingerprint: str, exclude_id: int) -> Select:
-    """Other analysed, unreviewed failed tries with this fingerprint."""
+def open_group_members(fingerprint: str, exclude_id: int, dag_ids: DagScope = None) -> Select:
+    """Other analysed, unreviewed failed tries with this fingerprint, in DAGs of ``dag_ids``."""
+    in_scope = [] if dag_ids is None else [FailedTask.dag_id.in_(sorted(dag_ids))]
     return (
         select(FailedTask.id)
         .where(
@@ -116,6 +122,7 @@ def open_group_members(fingerprint: str, exclude_id: int) -> Select:
             FailedTask.id != exclude_id,
             ~has_review(FailedTask.id),
             select(Analysis.id).where(Analysis.failed_task_id == FailedTask.id).exists(),
+            *in_scope,
         )
         .order_by(FailedTask.id)
     )

@@ -24,6 +24,7 @@ from dagnostics_provider.store.reviews.common import (
     iso,
     utc,
 )
+from dagnostics_provider.store.reviews.dag_access import DagScope, dag_scope_condition
 
 CSV_COLUMNS: tuple[str, ...] = (
     "review_id",
@@ -53,11 +54,16 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 
 def _export_conditions(
-    min_rating: int, since: datetime | None, until: datetime | None, status: str, latest_per_item: bool
+    min_rating: int,
+    since: datetime | None,
+    until: datetime | None,
+    status: str,
+    latest_per_item: bool,
+    dag_ids: DagScope,
 ) -> list[ColumnElement[bool]]:
     if status not in EXPORT_STATUSES:
         raise ValueError(f"status must be one of {', '.join(EXPORT_STATUSES)}, got {status!r}")
-    conditions: list[ColumnElement[bool]] = [Review.rating >= min_rating]
+    conditions = [Review.rating >= min_rating, *dag_scope_condition(Review.failed_task_id, dag_ids)]
     if since is not None:
         conditions.append(Review.created_at >= utc(since))
     if until is not None:
@@ -79,11 +85,12 @@ def count_feedback(
     until: datetime | None = None,
     status: str = "all",
     latest_per_item: bool = False,
+    dag_ids: DagScope = None,
     url: str | None = None,
 ) -> int:
     """How many reviews :func:`iter_feedback` would yield with the same arguments."""
     with session_scope(url) as session:
-        conditions = _export_conditions(min_rating, since, until, status, latest_per_item)
+        conditions = _export_conditions(min_rating, since, until, status, latest_per_item, dag_ids)
         return session.scalar(select(func.count()).select_from(Review).where(*conditions)) or 0
 
 
@@ -93,6 +100,7 @@ def count_feedback_by_rating(
     until: datetime | None = None,
     status: str = "all",
     latest_per_item: bool = False,
+    dag_ids: DagScope = None,
     url: str | None = None,
 ) -> dict[int, int]:
     """Reviews per rating (1-5, zeros included) under the export's other filters.
@@ -100,7 +108,7 @@ def count_feedback_by_rating(
     An export that matches nothing says why: usually every review is rated below the minimum rating.
     """
     with session_scope(url) as session:
-        conditions = _export_conditions(1, since, until, status, latest_per_item)
+        conditions = _export_conditions(1, since, until, status, latest_per_item, dag_ids)
         rows = session.execute(select(Review.rating, func.count()).where(*conditions).group_by(Review.rating)).all()
     counts = dict.fromkeys(range(1, 6), 0)
     counts.update({int(rating): int(n) for rating, n in rows})
@@ -115,18 +123,19 @@ def iter_feedback(
     status: str = "all",
     latest_per_item: bool = False,
     batch_size: int = 1_000,
+    dag_ids: DagScope = None,
     url: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Reviewed feedback, oldest review first, one JSON-able dict per review (the unit of training data).
 
     Filters: ``rating >= min_rating``; review time in ``[since, until)``; ``status`` ``all``, ``accepted``
     (the AI analysis kept as is) or ``corrected``; ``latest_per_item`` keeps only each failed try's newest review
-    (otherwise two reviewers of one item give two rows).  Each row carries the log context the analysis was made
-    from, the AI's suggestion (``ai``) and the reviewer's values (``correction``).  Rows are read in batches of
-    short transactions up to the newest review that existed when iteration began, so a long download neither
-    blocks writers nor mixes in reviews submitted meanwhile.
+    (otherwise two reviewers of one item give two rows); ``dag_ids`` keeps reviews of those DAGs' failures.
+    Each row carries the log context the analysis was made from, the AI's suggestion (``ai``) and the reviewer's
+    values (``correction``).  Rows are read in batches of short transactions up to the newest review that existed
+    when iteration began, so a long download neither blocks writers nor mixes in reviews submitted meanwhile.
     """
-    conditions = _export_conditions(min_rating, since, until, status, latest_per_item)
+    conditions = _export_conditions(min_rating, since, until, status, latest_per_item, dag_ids)
     with session_scope(url) as session:
         last_id = session.scalar(select(func.max(Review.id)))
     after = 0

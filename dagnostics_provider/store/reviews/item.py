@@ -20,6 +20,7 @@ from dagnostics_provider.store.reviews.common import (
     open_group_members,
     utc,
 )
+from dagnostics_provider.store.reviews.dag_access import DagScope
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,16 @@ def _analysis_meta(analysis: Analysis) -> dict[str, Any]:
     }
 
 
-def get_review_item(failure_id: int, url: str | None = None) -> ReviewItem:
-    """A failed try with its newest analysis, its reviews (newest first) and its fingerprint group's size."""
+def get_review_item(failure_id: int, url: str | None = None, *, dag_ids: DagScope = None) -> ReviewItem:
+    """A failed try with its newest analysis, its reviews (newest first) and its fingerprint group's size.
+
+    A failed try of a DAG outside ``dag_ids`` is reported as not found, like one that does not exist, so an id
+    tells a user nothing about DAGs they may not read; the group counts only members in ``dag_ids``.
+    """
     with session_scope(url) as session:
         failure = session.get(FailedTask, failure_id)
+        if failure is not None and dag_ids is not None and failure.dag_id not in dag_ids:
+            failure = None
         analysis = (
             session.scalars(
                 select(Analysis).where(Analysis.failed_task_id == failure_id).order_by(Analysis.id.desc()).limit(1)
@@ -119,9 +126,14 @@ def get_review_item(failure_id: int, url: str | None = None) -> ReviewItem:
         sources = applied_sources(session, [r.id for r in reviews])
         group_total, group_open = 1, 0
         if failure.fingerprint:
-            group_total = session.scalar(select(func.count()).where(FailedTask.fingerprint == failure.fingerprint))
+            in_scope = [] if dag_ids is None else [FailedTask.dag_id.in_(sorted(dag_ids))]
+            group_total = session.scalar(
+                select(func.count()).where(FailedTask.fingerprint == failure.fingerprint, *in_scope)
+            )
             group_open = session.scalar(
-                select(func.count()).select_from(open_group_members(failure.fingerprint, failure.id).subquery())
+                select(func.count()).select_from(
+                    open_group_members(failure.fingerprint, failure.id, dag_ids).subquery()
+                )
             )
         return ReviewItem(
             failure=_failure_values(failure),

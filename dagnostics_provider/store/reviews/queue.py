@@ -20,6 +20,7 @@ from dagnostics_provider.store.reviews.common import (
     has_review,
     utc,
 )
+from dagnostics_provider.store.reviews.dag_access import DagScope
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class QueueFilters:
     failed_since: datetime | None = None
     failed_until: datetime | None = None
     fingerprint: str | None = None  # a full fingerprint or a prefix of one (the UI shows 12 characters)
+    dag_ids: DagScope = None  # the DAGs the user may read (set by the view from the auth manager, never by a URL)
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,8 @@ def _analysis_field_conditions(filters: QueueFilters) -> list[ColumnElement[bool
 
 def _failure_conditions(filters: QueueFilters) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
+    if filters.dag_ids is not None:
+        conditions.append(FailedTask.dag_id.in_(sorted(filters.dag_ids)))
     if filters.dag_id:
         conditions.append(FailedTask.dag_id == filters.dag_id)
     if filters.task_id:
@@ -485,7 +489,11 @@ def next_unreviewed(
         return _first(session, replace(filters, status=ReviewStatus.unreviewed), sort, None)
 
 
-def distinct_dag_ids(limit: int = 500, url: str | None = None) -> list[str]:
-    """DAG ids that have failed tries (for the filter's suggestions); read from the (dag_id, task_id) index."""
+def distinct_dag_ids(limit: int = 500, url: str | None = None, *, dag_ids: DagScope = None) -> list[str]:
+    """DAG ids in ``dag_ids`` that have failed tries (for the filter's suggestions); read from the (dag_id, task_id)
+    index."""
+    query = select(FailedTask.dag_id).distinct().order_by(FailedTask.dag_id).limit(limit)
+    if dag_ids is not None:
+        query = query.where(FailedTask.dag_id.in_(sorted(dag_ids)))
     with session_scope(url) as session:
-        return list(session.scalars(select(FailedTask.dag_id).distinct().order_by(FailedTask.dag_id).limit(limit)))
+        return list(session.scalars(query))

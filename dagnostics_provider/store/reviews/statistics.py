@@ -17,6 +17,7 @@ from dagnostics_provider.store.reviews.common import (
     iso,
     utc,
 )
+from dagnostics_provider.store.reviews.dag_access import DagScope, dag_scope_condition
 
 
 def _ratio(part: int | None, whole: int | None) -> float | None:
@@ -29,6 +30,7 @@ def feedback_stats(
     now: datetime | None = None,
     chart_days: int = 30,
     recent_days: int = 7,
+    dag_ids: DagScope = None,
     url: str | None = None,
 ) -> dict[str, Any]:
     """Feedback statistics as one JSON-able dict (the guide's ``feedback/stats`` keys plus the review UI's).
@@ -37,16 +39,26 @@ def feedback_stats(
     on; the default is all time.  Item figures (failed, analysed, reviewed) are always all time.
     ``feedback_per_day`` covers the ``chart_days`` days up to ``now`` (zeros included), ``recent_feedback_count``
     the last ``recent_days`` days.  Agreement is the share of reviews that kept the AI's value of a field, per
-    analyzer and model; messages count as kept when equal after trimming and lower-casing.
+    analyzer and model; messages count as kept when equal after trimming and lower-casing.  Every figure counts
+    only failed tries of DAGs in ``dag_ids``.
     """
     now = utc(now or utcnow())
-    window: list[ColumnElement[bool]] = [] if since is None else [Review.created_at >= utc(since)]
+    scoped_reviews = dag_scope_condition(Review.failed_task_id, dag_ids)
+    window = scoped_reviews + ([] if since is None else [Review.created_at >= utc(since)])
     first_day = (now - timedelta(days=chart_days - 1)).date()
     day = func.date(Review.created_at)
     with session_scope(url) as session:
-        failed = session.scalar(select(func.count()).select_from(FailedTask)) or 0
-        analysed = session.scalar(select(func.count(func.distinct(Analysis.failed_task_id)))) or 0
-        reviewed = session.scalar(select(func.count(func.distinct(Review.failed_task_id)))) or 0
+        scoped_failures = dag_scope_condition(FailedTask.id, dag_ids)
+        failed = session.scalar(select(func.count()).select_from(FailedTask).where(*scoped_failures)) or 0
+        analysed = (
+            session.scalar(
+                select(func.count(func.distinct(Analysis.failed_task_id))).where(
+                    *dag_scope_condition(Analysis.failed_task_id, dag_ids)
+                )
+            )
+            or 0
+        )
+        reviewed = session.scalar(select(func.count(func.distinct(Review.failed_task_id))).where(*scoped_reviews)) or 0
         # One pass over the reviews for totals, ratings and categories...
         review_groups = session.execute(
             select(Review.rating, Review.category, Review.accepted_as_is, func.count())
@@ -58,11 +70,16 @@ def feedback_stats(
         per_day = dict(
             session.execute(
                 select(day, func.count())
-                .where(Review.created_at >= datetime.combine(first_day, datetime.min.time(), timezone.utc))
+                .where(
+                    Review.created_at >= datetime.combine(first_day, datetime.min.time(), timezone.utc),
+                    *scoped_reviews,
+                )
                 .group_by(day)
             ).all()
         )
-        recent = session.scalar(select(func.count()).where(Review.created_at >= now - timedelta(days=recent_days)))
+        recent = session.scalar(
+            select(func.count()).where(Review.created_at >= now - timedelta(days=recent_days), *scoped_reviews)
+        )
     total = sum(n for *_, n in review_groups)
     histogram = {str(r): 0 for r in range(1, 6)}
     corrected_categories: dict[str, int] = {}

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from dagnostics_provider.analysis.context_lines import parse_context
 from dagnostics_provider.analysis.schema import Category, InvalidAnalysis, Severity, parse_analysis
 from dagnostics_provider.store.engine import session_scope
 from dagnostics_provider.store.models import Analysis, FailedTask, Review, ReviewEvent
@@ -20,11 +21,13 @@ from dagnostics_provider.store.reviews.common import (
     MAX_REVIEWER_CHARS,
     REVIEW_FIELDS,
     ItemNotFound,
+    ReviewForbidden,
     ReviewRejected,
     analysis_values,
     changed_fields,
     open_group_members,
 )
+from dagnostics_provider.store.reviews.dag_access import ALL_DAGS, DagAccess, DagScope
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def _lines_in_context(lines: list[str], context: str | None) -> list[str]:
     """The error lines that occur in another item's log context: a model must learn to quote, not to invent."""
     if not context:
         return lines
-    present = {line.strip() for line in context.splitlines()}
+    present = {text.strip() for _, text in parse_context(context)}  # log text, without the line-number gutter
     return [line for line in lines if line.strip() in present]
 
 
@@ -108,6 +111,7 @@ def submit_review(
     analysis_id: int | None = None,
     comment: str | None = None,
     apply_to_group: bool = False,
+    access: DagAccess = ALL_DAGS,
     url: str | None = None,
 ) -> SubmittedReview:
     """Store one review (and its audit event) in one transaction; the AI analysis is never touched.
@@ -118,6 +122,9 @@ def submit_review(
     that changes nothing is stored as accepted.  With ``apply_to_group``, every other *unreviewed* analysed
     item with the same fingerprint gets the same correction as its own review (error lines are kept only where
     that item's log context contains them), each with an ``applied_from_group`` event naming the source review.
+
+    ``access`` is what the reviewer may do per DAG: an item of a DAG they may not read is not found, one they may
+    read but not edit is refused, and "apply to the group" only touches items of DAGs they may edit.
     """
     reviewer_name = _clean_text(reviewer, MAX_REVIEWER_CHARS, "reviewer")
     if not reviewer_name:
@@ -126,8 +133,12 @@ def submit_review(
     comment_text = _clean_text(comment, MAX_COMMENT_CHARS, "comment")
     with session_scope(url) as session:
         failure = session.get(FailedTask, failure_id)
-        if failure is None:
+        if failure is None or not access.may_read(failure.dag_id):
             raise ItemNotFound(f"no failed task with id {failure_id}")
+        if not access.may_edit(failure.dag_id):
+            raise ReviewForbidden(
+                f"Your Airflow role may read DAG {failure.dag_id!r} but not edit it; reviewing its failures needs edit."
+            )
         query = select(Analysis).where(Analysis.failed_task_id == failure_id)
         if analysis_id is not None:
             query = query.where(Analysis.id == analysis_id)
@@ -151,7 +162,7 @@ def submit_review(
                 payload={"analysis_id": analysis.id, "rating": rating_value, "changed_fields": changes},
             )
         )
-        applied = _apply_to_group(session, failure, review, values, apply_to_group)
+        applied = _apply_to_group(session, failure, review, values, apply_to_group, access.editable)
         return SubmittedReview(
             review_id=review.id,
             failed_task_id=failure_id,
@@ -162,11 +173,16 @@ def submit_review(
 
 
 def _apply_to_group(
-    session: Session, failure: FailedTask, source: Review, values: Mapping[str, Any], enabled: bool
+    session: Session,
+    failure: FailedTask,
+    source: Review,
+    values: Mapping[str, Any],
+    enabled: bool,
+    dag_ids: DagScope,
 ) -> list[int]:
     if not enabled or not failure.fingerprint:
         return []
-    member_ids = list(session.scalars(open_group_members(failure.fingerprint, failure.id)))
+    member_ids = list(session.scalars(open_group_members(failure.fingerprint, failure.id, dag_ids)))
     if not member_ids:
         return []
     newest = aliased(Analysis)
