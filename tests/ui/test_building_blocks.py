@@ -20,6 +20,7 @@ from dagnostics_provider.plugins.views.permissions import (
     RESOURCE_NAME,
     REVIEWER_PERMISSIONS,
     REVIEWER_ROLE,
+    missing_reviewer_permissions,
     sync_fab_permissions,
 )
 from dagnostics_provider.store.reviews import QueueSort, ReviewStatus
@@ -46,6 +47,8 @@ class Role:
 
 class FakeSecurityManager:
     """The slice of FAB's security manager that the sync uses, in memory."""
+
+    VIEWER_PERMISSIONS = [("can_read", "DAGs"), ("can_read", "Task Logs"), ("menu_access", "DAGs")]  # a few of FAB's
 
     def __init__(self, roles: list[str]) -> None:
         self.roles = {name: Role(name) for name in roles}
@@ -76,16 +79,23 @@ def test_permission_sync_creates_grants_and_is_idempotent():
     for reader in ("Viewer", "User", "Op"):
         assert sm.roles[reader].permissions == [("can_read", RESOURCE_NAME)]
     assert sm.roles["Public"].permissions == []
-    assert sm.roles[REVIEWER_ROLE].permissions == list(REVIEWER_PERMISSIONS)
+    # The role works on its own: Viewer's permissions (Airflow's pages), edit on DAGs (reviewing), the view's own.
+    assert sm.roles[REVIEWER_ROLE].permissions == [*FakeSecurityManager.VIEWER_PERMISSIONS, *REVIEWER_PERMISSIONS]
     assert ("can_read", "Plugins") in sm.roles[REVIEWER_ROLE].permissions  # without it, no navigation item
-    assert sync_fab_permissions(sm) == []
+    assert ("can_edit", "DAGs") in sm.roles[REVIEWER_ROLE].permissions  # a review needs edit on the DAG
+    assert sync_fab_permissions(sm) == [] and missing_reviewer_permissions(sm) == []
 
 
 def test_permission_sync_leaves_an_existing_reviewer_role_as_the_admin_made_it():
     sm = FakeSecurityManager(["Admin", REVIEWER_ROLE])
-    sm.roles[REVIEWER_ROLE].permissions.append(("can_read", RESOURCE_NAME))  # an admin removed can_edit
+    sm.roles[REVIEWER_ROLE].permissions.append(("can_read", RESOURCE_NAME))  # an admin removed the rest
     sync_fab_permissions(sm)
     assert sm.roles[REVIEWER_ROLE].permissions == [("can_read", RESOURCE_NAME)]
+    missing = missing_reviewer_permissions(sm)
+    assert ("can_edit", "DAGs") in missing and ("can_read", RESOURCE_NAME) not in missing
+    changes = sync_fab_permissions(sm, reset_reviewer_role=True)
+    assert len(changes) == len(missing) and missing_reviewer_permissions(sm) == []
+    assert sm.roles[REVIEWER_ROLE].permissions[0] == ("can_read", RESOURCE_NAME)  # nothing taken away
 
 
 class SimpleLikeAuthManager(FakeAuthManager):
