@@ -43,6 +43,14 @@ NAMING_CONVENTION = {
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; BigInteger elsewhere.
 Id = BigInteger().with_variant(Integer(), "sqlite")
+# Row ids are BIGINT on PostgreSQL and 64-bit on SQLite; a larger number would fail inside the database driver,
+# so lookups by an id from outside (a URL, a JSON body) check it first.
+MAX_ROW_ID = (1 << 63) - 1
+
+
+def is_row_id(value: int) -> bool:
+    """Whether ``value`` can be a row id at all (1 to :data:`MAX_ROW_ID`)."""
+    return 1 <= value <= MAX_ROW_ID
 
 
 def utcnow() -> datetime:

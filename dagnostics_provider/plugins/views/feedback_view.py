@@ -184,6 +184,7 @@ class DagnosticsFeedbackView(BaseView):
         blueprint.after_request(_security_headers)
         blueprint.register_error_handler(SQLAlchemyError, _store_unavailable)
         blueprint.register_error_handler(reviews.ItemNotFound, lambda exc: _refuse(404, str(exc)))
+        blueprint.register_error_handler(Exception, _unexpected)
         return blueprint
 
     def _ensure_permissions(self) -> None:
@@ -491,6 +492,17 @@ def _security_headers(response: Response) -> Response:
     if not (request.endpoint or "").endswith(".static"):
         response.headers["Cache-Control"] = "no-store"  # pages carry CSRF tokens and reviewers' data
     return response
+
+
+def _unexpected(exc: Exception) -> Response:
+    """A bug of ours: logged with its traceback, answered in the route's own format (JSON for ``api_*``), not with
+    FAB's HTML error page (which a script cannot parse and which loads its CSS from a CDN)."""
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):  # Flask's own 4xx (a malformed body, a wrong method): keep its code
+        return _refuse(exc.code or 400, exc.description or exc.name)
+    log.exception("DAGnostics Feedback: unexpected error on %s %s", request.method, request.path)
+    return _refuse(500, "DAGnostics Feedback failed unexpectedly; the api-server log has the details.")
 
 
 def _store_unavailable(exc: SQLAlchemyError) -> Response:

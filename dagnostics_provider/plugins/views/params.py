@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from dagnostics_provider.analysis.schema import Category, Severity
+from dagnostics_provider.store.models import MAX_ROW_ID
 from dagnostics_provider.store.reviews import (
     DEFAULT_MIN_RATING,
     EXPORT_STATUSES,
@@ -61,8 +62,25 @@ class ExportQuery:
     problems: tuple[str, ...] = ()
 
 
+# Every parameter is bounded: a value beyond these is reported and ignored, never passed to the database.
+MAX_TEXT_PARAM_CHARS = 250  # Airflow's own limit for DAG and task ids
+MAX_PAGE = 1_000_000  # 500 million rows at the largest page size; beyond, OFFSET overflows 64 bits
+
+
 def _day(value: str) -> datetime:
     return datetime.combine(date.fromisoformat(value), datetime.min.time(), timezone.utc)
+
+
+def _until(value: str) -> datetime | None:
+    """The day after ``value`` (the form's "to" day is inclusive); the calendar's last day means no limit."""
+    day = date.fromisoformat(value)
+    return None if day == date.max else _day(value) + timedelta(days=1)
+
+
+def _text(value: str) -> str:
+    if len(value) > MAX_TEXT_PARAM_CHARS or "\x00" in value:
+        raise ValueError(f"must be at most {MAX_TEXT_PARAM_CHARS} characters of text")
+    return value
 
 
 def _confidence(value: str) -> float:
@@ -79,10 +97,10 @@ _PARSERS: dict[str, Any] = {
     "min_confidence": _confidence,
     "max_confidence": _confidence,
     "since": _day,
-    "until": lambda value: _day(value) + timedelta(days=1),  # the form's "to" day is inclusive
-    "dag_id": str,
-    "task_id": str,
-    "fingerprint": lambda value: value.lower(),
+    "until": _until,
+    "dag_id": _text,
+    "task_id": _text,
+    "fingerprint": lambda value: _text(value).lower(),
 }
 
 
@@ -106,10 +124,14 @@ def _parse(args: Mapping[str, str], names: tuple[str, ...]) -> tuple[dict[str, A
 def _page(args: Mapping[str, str], problems: list[str]) -> int:
     raw = (args.get("page") or "1").strip()
     try:
-        return max(1, int(raw))
+        page = int(raw) if len(raw) <= 20 else MAX_PAGE + 1
     except ValueError:
         problems.append(f"ignored page={raw[:20]!r}")
         return 1
+    if page > MAX_PAGE:
+        problems.append(f"page is at most {MAX_PAGE:,}")
+        return MAX_PAGE
+    return max(1, page)
 
 
 def parse_queue_query(args: Mapping[str, str]) -> QueueQuery:
@@ -183,9 +205,6 @@ def parse_export_query(args: Mapping[str, str]) -> ExportQuery:
 
 
 # -- JSON bodies of the API --------------------------------------------------------------------------------------------
-
-# Row ids are BIGINT on PostgreSQL and 64-bit on SQLite; a larger number would fail inside the database driver.
-MAX_ROW_ID = (1 << 63) - 1
 
 
 def json_flag(body: Mapping[str, Any], name: str) -> bool:

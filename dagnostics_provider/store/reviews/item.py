@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from dagnostics_provider.store.engine import session_scope
-from dagnostics_provider.store.models import Analysis, FailedTask, Review
+from dagnostics_provider.store.models import Analysis, FailedTask, Review, is_row_id
 from dagnostics_provider.store.reviews.common import (
     HEURISTIC_ANALYZER,
     ItemNotFound,
@@ -103,6 +103,8 @@ def get_review_item(failure_id: int, url: str | None = None, *, dag_ids: DagScop
     A failed try of a DAG outside ``dag_ids`` is reported as not found, like one that does not exist, so an id
     tells a user nothing about DAGs they may not read; the group counts only members in ``dag_ids``.
     """
+    if not is_row_id(failure_id):
+        raise ItemNotFound(f"no analysed failed task with id {failure_id}")
     with session_scope(url) as session:
         failure = session.get(FailedTask, failure_id)
         if failure is not None and dag_ids is not None and failure.dag_id not in dag_ids:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from dagnostics_provider.analysis.schema import Category, Severity
 from dagnostics_provider.store.engine import session_scope
-from dagnostics_provider.store.models import Analysis, FailedTask, Review
+from dagnostics_provider.store.models import Analysis, FailedTask, Review, is_row_id
 from dagnostics_provider.store.reviews.common import (
     CREDITED_MODEL,
     QueueSort,
@@ -461,7 +461,7 @@ def neighbours(
     """Previous/next item in the queue order, and the next unreviewed one (wrapping around to the top)."""
     unreviewed = replace(filters, status=ReviewStatus.unreviewed)
     with session_scope(url) as session:
-        key = _sort_key(session, failure_id, sort)
+        key = _sort_key(session, failure_id, sort) if is_row_id(failure_id) else None
         if key is None:
             return Neighbours(None, None, _first(session, unreviewed, sort, None))
         next_unreviewed = _first(session, unreviewed, sort, key)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, aliased
 from dagnostics_provider.analysis.context_lines import parse_context
 from dagnostics_provider.analysis.schema import Category, InvalidAnalysis, Severity, parse_analysis
 from dagnostics_provider.store.engine import session_scope
-from dagnostics_provider.store.models import Analysis, FailedTask, Review, ReviewEvent
+from dagnostics_provider.store.models import Analysis, FailedTask, Review, ReviewEvent, is_row_id
 from dagnostics_provider.store.reviews.common import (
     EVENT_ACCEPTED,
     EVENT_APPLIED_FROM_GROUP,
@@ -131,6 +131,10 @@ def submit_review(
         raise ReviewRejected("a review needs a reviewer")
     rating_value = _rating(rating)
     comment_text = _clean_text(comment, MAX_COMMENT_CHARS, "comment")
+    if not is_row_id(failure_id):
+        raise ItemNotFound(f"no failed task with id {failure_id}")
+    if analysis_id is not None and not is_row_id(analysis_id):
+        raise ReviewRejected(f"analysis {analysis_id} does not belong to failed task {failure_id}")
     with session_scope(url) as session:
         failure = session.get(FailedTask, failure_id)
         if failure is None or not access.may_read(failure.dag_id):
