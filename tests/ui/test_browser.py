@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.conftest import REVIEWER
-from tests.ui.seed import XSS_LINE
+from tests.ui.conftest import REVIEWER, UI_PREFIX
+from tests.ui.seed import CORPUS_LOGS, XSS_LINE, store_failure
 
 pytest_plugins = ["tests.airflow_fixtures"]
 pytestmark = pytest.mark.slow
@@ -209,12 +209,16 @@ def test_pages_fit_the_window(ui_server, browser_page, width):
         for name in ("Confidence", "Rating"):
             assert _right_edge(header.filter(has_text=name).first) <= width, f"{name} column is off screen"
 
-        failure_id = ui_server.seeded.group_ids[1]  # a fingerprint group: the "apply to group" option shows
-        frame.locator(f'#queue tr[data-id="{failure_id}"] td.task a').first.click()
+        # Two new failures with one fingerprint, so the review page offers "apply to the group".
+        log_text = (CORPUS_LOGS / "af3_json_k8s_pod_oomkilled.log").read_text()
+        for index in (1, 2):
+            failure_id = store_failure(ui_server.store_url, f"etl_layout_{width}", log_text, -1000 - index, llm=True)
+        frame.locator("body").evaluate(f"() => location.assign('{UI_PREFIX}/review/{failure_id}')")
         frame.locator("#correction").wait_for()
         label = frame.locator("label.group-apply")
-        if label.count():  # only while other items of the group are unreviewed
-            assert label.bounding_box()["height"] < 3 * 24, "the apply-to-group label wraps into columns"
+        # A flex label made each text run and the <strong> count a column of its own: one text block only.
+        assert label.evaluate("e => [...e.children].map(c => c.tagName)") == ["INPUT", "SPAN"]
+        assert label.bounding_box()["height"] < 3 * 24, "the apply-to-group label wraps over many lines"
         frame.locator("label[for=rating-3]").click()
         frame.locator("#submit").click()
         frame.locator("#saved").wait_for()
