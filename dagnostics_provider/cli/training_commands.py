@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dagnostics_provider.cli.common import boolean, require_migrated_store
+from dagnostics_provider.cli.training_base_commands import add_base_model_commands
 from dagnostics_provider.cli.training_deploy_commands import add_deploy_commands
 from dagnostics_provider.cli.training_model_commands import add_model_commands
 from dagnostics_provider.cli.training_pipeline_commands import add_pipeline_commands
@@ -221,6 +222,7 @@ VERBS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_feedback_stats,
     add_export_feedback,
     add_generate_dataset,
+    add_base_model_commands,
     add_model_commands,
     add_deploy_commands,
     add_pipeline_commands,

@@ -44,7 +44,11 @@ with DAG(
     on_success_callback=notifiers,
     on_failure_callback=notifiers,
     params={
-        "model_name": Param(None, type=["null", "string"], description="Base model (hub id or local dir)"),
+        "model_name": Param(
+            None,
+            type=["null", "string"],
+            description="Base model: hub id, local folder, GGUF file or packaged base (smollm2-135m)",
+        ),
         "epochs": Param(3, type="number", minimum=0.01),
         "learning_rate": Param(2e-4, type="number", exclusiveMinimum=0),
         "batch_size": Param(None, type=["null", "integer"], minimum=1),

@@ -4,7 +4,8 @@ The original evaluation never generated, so it could not tell a model that write
 merely lowers a loss. Here each model answers greedily (bounded ``max_new_tokens``, batched), the answers are
 judged by :mod:`dagnostics_provider.training.metrics`, and the same examples are answered by the base model
 without the adapter and by the current production version, so the comparison is on equal terms. Results go to
-``evaluation_results.json`` in the version directory.
+``evaluation_results.json`` in the version directory, and every answer with its per-field verdicts to
+``evaluation_predictions.jsonl`` beside it, so a person can see where a model goes wrong, not only how often.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from typing import Any
 
 from dagnostics_provider.analysis.schema import parse_analysis
 from dagnostics_provider.training import metrics, model_loading, sft_data
-from dagnostics_provider.training.layout import ADAPTER_DIR, EVALUATION_FILE, TOKENIZER_DIR, TRAINING_INFO_FILE
+from dagnostics_provider.training.layout import (
+    ADAPTER_DIR,
+    EVALUATION_FILE,
+    PREDICTIONS_FILE,
+    TOKENIZER_DIR,
+    TRAINING_INFO_FILE,
+)
 from dagnostics_provider.training.trainer import read_lines, write_json
 
 log = logging.getLogger(__name__)
@@ -171,20 +178,40 @@ def evaluate_version(
     results["fine_tuned"], answers = _score(
         "the fine-tuned model", loaded, examples, references, max_new_tokens, batch_size
     )
+    all_answers = {"fine_tuned": answers}
     results["base"] = None
     if include_base:
         with loaded.model.disable_adapter():  # the same weights without LoRA: the base model, loaded once
-            results["base"], _ = _score("the base model", loaded, examples, references, max_new_tokens, batch_size)
+            results["base"], all_answers["base"] = _score(
+                "the base model", loaded, examples, references, max_new_tokens, batch_size
+            )
     del loaded
     results["production"], results["production_version"] = None, production_version
     if production_dir is not None:
         production = load_version(production_dir, device=device)
         label = f"production ({production_version or production_dir.name})"
-        results["production"], _ = _score(label, production, examples, references, max_new_tokens, batch_size)
+        results["production"], all_answers["production"] = _score(
+            label, production, examples, references, max_new_tokens, batch_size
+        )
     results["samples"] = [
         {"reference": e.output, "fine_tuned": a}
         for e, a in zip(examples[:SAMPLES_KEPT], answers[:SAMPLES_KEPT], strict=True)
     ]
     results["generated_at"] = datetime.now(timezone.utc).isoformat()
+    results["predictions_file"] = PREDICTIONS_FILE
+    write_predictions(version_dir / PREDICTIONS_FILE, examples, references, all_answers)
     write_json(version_dir / EVALUATION_FILE, results)
     return results
+
+
+def write_predictions(
+    path: Path, examples: Sequence[Any], references: Sequence[Any], answers: dict[str, list[str]]
+) -> None:
+    """One JSON line per example: its id, the reference analysis, and each model's raw answer with its verdicts."""
+    with path.open("w", encoding="utf-8") as out:
+        for index, (example, reference) in enumerate(zip(examples, references, strict=True)):
+            row: dict[str, Any] = {"index": index, "id": example.id, "reference": reference.model_dump()}
+            for model, texts in answers.items():
+                verdicts = metrics.verdicts(metrics.judge(texts[index]), reference)
+                row[model] = {"answer": texts[index], "verdicts": verdicts}
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")

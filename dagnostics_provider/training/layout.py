@@ -19,5 +19,6 @@ TOKENIZER_DIR = "tokenizer"
 CHECKPOINTS_DIR = "checkpoints"
 TRAINING_INFO_FILE = "training_info.json"
 EVALUATION_FILE = "evaluation_results.json"
+PREDICTIONS_FILE = "evaluation_predictions.jsonl"  # every answer with its per-field verdicts
 LOSS_CURVE_FILE = "loss_curve.png"
 PRODUCTION_FILE = "production.json"

@@ -81,28 +81,42 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def verdicts(judged: Judged, reference: AnalysisResult) -> dict[str, bool | float]:
+    """One answer judged field by field against its reference (what the predictions file records per example)."""
+    v = judged.result
+    return {
+        "json": judged.is_json,
+        "schema_valid": v is not None,
+        "category": v is not None and v.category == reference.category,
+        "severity": v is not None and v.severity == reference.severity,
+        "error_message_exact": v is not None and v.error_message == reference.error_message,
+        "error_message_normalised": v is not None
+        and normalise_message(v.error_message) == normalise_message(reference.error_message),
+        "error_lines_f1": lines_f1(v.error_lines, reference.error_lines) if v else 0.0,
+    }
+
+
 def compute_metrics(answers: Sequence[str], references: Sequence[AnalysisResult]) -> dict[str, float | int | None]:
     """Every metric of :data:`METRIC_NAMES` for generated ``answers`` against the ``references``."""
     if len(answers) != len(references):
         raise ValueError(f"{len(answers)} answers for {len(references)} references")
     judged = [judge(answer) for answer in answers]
     valid = [j.result for j in judged]
-    pairs = list(zip(valid, references, strict=True))
+    per_example = [verdicts(j, r) for j, r in zip(judged, references, strict=True)]
     confidences = [v.confidence for v in valid if v is not None]
+
+    def rate(field: str) -> float:
+        return _mean([verdict[field] for verdict in per_example])
+
     return {
         "examples": len(references),
-        "json_parse_rate": _mean([j.is_json for j in judged]),
-        "schema_valid_rate": _mean([v is not None for v in valid]),
-        "category_accuracy": _mean([v is not None and v.category == r.category for v, r in pairs]),
+        "json_parse_rate": rate("json"),
+        "schema_valid_rate": rate("schema_valid"),
+        "category_accuracy": rate("category"),
         "category_macro_f1": macro_f1([r.category for r in references], [v and v.category for v in valid]),
-        "severity_accuracy": _mean([v is not None and v.severity == r.severity for v, r in pairs]),
-        "error_message_exact": _mean([v is not None and v.error_message == r.error_message for v, r in pairs]),
-        "error_message_normalised": _mean(
-            [
-                v is not None and normalise_message(v.error_message) == normalise_message(r.error_message)
-                for v, r in pairs
-            ]
-        ),
-        "error_lines_f1": _mean([lines_f1(v.error_lines, r.error_lines) if v else 0.0 for v, r in pairs]),
+        "severity_accuracy": rate("severity"),
+        "error_message_exact": rate("error_message_exact"),
+        "error_message_normalised": rate("error_message_normalised"),
+        "error_lines_f1": rate("error_lines_f1"),
         "mean_confidence": sum(confidences) / len(confidences) if confidences else None,
     }

@@ -1,7 +1,8 @@
 """Base models: what a name points at, what kind of model it is, and how it is loaded for training or inference.
 
-A base is a Hugging Face hub id or a local directory (air-gapped sites copy models in). Only generative models
-can produce an analysis: decoder-only causal LMs (Llama, Qwen2, GPT-2...) train through TRL, encoder-decoder
+A base is a Hugging Face hub id, a local directory (air-gapped sites copy models in), a GGUF file or the name of
+a packaged base such as ``smollm2-135m`` (both converted once to a folder, see :mod:`.base_models`). Only generative
+models can produce an analysis: decoder-only causal LMs (Llama, Qwen2, GPT-2...) train through TRL, encoder-decoder
 models (flan-t5) through a seq2seq trainer, and encoder-only models (BERT, DistilBERT, CodeBERT) are refused with
 a message that says what they are good for, because the guide once listed them as bases and they would fail deep
 inside training. Quantization is decided here, once, so the log line that says why it is on or off is the truth.
@@ -33,21 +34,41 @@ class UnsupportedModelError(ValueError):
 class BaseModel:
     """A base model as resolved: the name exactly as given plus what its config says about it."""
 
-    name: str  # hub id or local directory, as given (recorded so the deploy step loads the same base)
+    name: str  # as given: hub id, directory, GGUF file or packaged name (recorded so deploy loads the same base)
     local: bool
     task_type: TaskType
     architecture: str  # config.model_type, e.g. "llama", "gpt2", "t5"
     revision: str | None  # the hub commit the files came from; None for a local directory
     max_positions: int | None  # the longest sequence the model's position embeddings allow, when it has a limit
+    source: str = ""  # what from_pretrained reads: the hub id or a local folder (a GGUF's converted folder)
 
 
 def resolve(name: str, *, trust_remote_code: bool = False, revision: str | None = None) -> BaseModel:
-    """Inspect ``name``'s config (downloading only the config from the hub) and classify the model."""
+    """Inspect ``name``'s config (downloading only the config from the hub) and classify the model.
+
+    A packaged base name or a GGUF file is first converted to a folder (once; later calls reuse it).
+    """
     from transformers import AutoConfig
 
-    local = Path(name).expanduser().is_dir()
-    source = str(Path(name).expanduser()) if local else name
-    model_config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
+    from dagnostics_provider.training import base_models
+
+    if name in base_models.PACKAGED_BASES:
+        source = str(base_models.packaged_base_folder(name))
+    elif base_models.is_gguf_file(name):
+        source = str(base_models.gguf_base_folder(name))
+    else:
+        source = str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name
+    local = Path(source).is_dir()
+    try:
+        model_config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code, revision=revision)
+    except OSError as exc:
+        if local:
+            raise
+        raise UnsupportedModelError(
+            f"{name!r} is neither a local folder nor reachable on the Hugging Face hub ({exc}). Without a hub, use "
+            f"a local model folder, a GGUF file, or the packaged base: "
+            f"{', '.join(sorted(base_models.PACKAGED_BASES))} (dagnostics training base-model)."
+        ) from exc
     return BaseModel(
         name=name,
         local=local,
@@ -55,6 +76,7 @@ def resolve(name: str, *, trust_remote_code: bool = False, revision: str | None 
         architecture=model_config.model_type,
         revision=None if local else (revision or getattr(model_config, "_commit_hash", None)),
         max_positions=_max_positions(model_config),
+        source=source,
     )
 
 
@@ -158,7 +180,10 @@ def _model_class(task_type: TaskType) -> Any:
     return AutoModelForSeq2SeqLM if task_type == SEQ_2_SEQ_LM else AutoModelForCausalLM
 
 
-def _source(base: BaseModel) -> str:
+def source_of(base: BaseModel) -> str:
+    """What ``from_pretrained`` reads for ``base``: its hub id or local folder (a GGUF's converted folder)."""
+    if base.source:
+        return base.source
     return str(Path(base.name).expanduser()) if base.local else base.name
 
 
@@ -176,7 +201,7 @@ def load_model(base: BaseModel, precision: Precision, *, trust_remote_code: bool
         kwargs["device_map"] = {"": PartialState().local_process_index}
     else:
         kwargs["dtype"] = torch.float32
-    model = _model_class(base.task_type).from_pretrained(_source(base), **kwargs)
+    model = _model_class(base.task_type).from_pretrained(source_of(base), **kwargs)
     if precision.quantized:
         from peft import prepare_model_for_kbit_training
 
@@ -208,7 +233,7 @@ def load_for_inference(
     import torch
 
     model = _model_class(base.task_type).from_pretrained(
-        _source(base), dtype=torch.float32, trust_remote_code=trust_remote_code, revision=base.revision
+        source_of(base), dtype=torch.float32, trust_remote_code=trust_remote_code, revision=base.revision
     )
     if adapter_dir is not None:
         from peft import PeftModel

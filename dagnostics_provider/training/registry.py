@@ -273,7 +273,7 @@ def read_production_pointer(root: str | artifacts.ArtifactPath | None = None) ->
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _copy_tree(source: artifacts.ArtifactPath, target: artifacts.ArtifactPath, *, last: str | None = None) -> None:
+def copy_tree(source: artifacts.ArtifactPath, target: artifacts.ArtifactPath, *, last: str | None = None) -> None:
     """Copy every file under ``source`` to ``target``; ``last`` (a file name at the top) is written last."""
     files = [p for p in source.rglob("*") if p.is_file()]
     files.sort(key=lambda p: p.relative_to(source).parts == (last,))  # False sorts first: the marker goes last
@@ -290,7 +290,7 @@ def publish(local_dir: Path, version: str, root: str | artifacts.ArtifactPath | 
     """
     target = version_dir(version, root)
     if not (artifacts.is_local(target) and Path(target).resolve() == local_dir.resolve()):
-        _copy_tree(local_dir, target, last=TRAINING_INFO_FILE)
+        copy_tree(local_dir, target, last=TRAINING_INFO_FILE)
         log.info("Model version %s uploaded to %s", version, artifacts.to_uri(target))
     return artifacts.to_uri(target)
 
@@ -308,5 +308,5 @@ def local_copy(uri: str) -> Path:
     cache = local_cache(location.name)
     if cache.exists():
         shutil.rmtree(cache)
-    _copy_tree(location, cache)
+    copy_tree(location, cache)
     return cache

@@ -37,6 +37,14 @@ class Example:
 
     context: str
     output: str
+    id: str | None = None  # the row's "id", or its review id: what the predictions file names it by
+
+
+def _example_id(row: dict[str, Any], number: int) -> str:
+    if isinstance(row.get("id"), (str, int)):
+        return str(row["id"])
+    review = (row.get("metadata") or {}).get("review_id") if isinstance(row.get("metadata"), dict) else None
+    return f"review-{review}" if review is not None else f"line-{number}"
 
 
 def read_examples(lines: Iterable[str]) -> list[Example]:
@@ -47,7 +55,8 @@ def read_examples(lines: Iterable[str]) -> list[Example]:
             continue
         row = json.loads(line)
         try:
-            examples.append(Example(row["input"].removeprefix(prompt_format.INPUT_HEADER), row["output"]))
+            context = row["input"].removeprefix(prompt_format.INPUT_HEADER)
+            examples.append(Example(context, row["output"], _example_id(row, number)))
         except (KeyError, AttributeError, TypeError):
             raise ValueError(f"dataset line {number} has no 'input'/'output' text fields") from None
     return examples

@@ -307,7 +307,7 @@ def build_trainer(
     precision = model_loading.decide_precision(params.use_quantization, force_cpu=params.force_cpu)
     log.info("%s (%s, %s): %s", base.name, base.architecture, base.task_type, precision.reason)
     tokenizer = model_loading.load_tokenizer(
-        params.model_name, trust_remote_code=params.trust_remote_code, revision=base.revision
+        model_loading.source_of(base), trust_remote_code=params.trust_remote_code, revision=base.revision
     )
     style = sft_data.prompt_style(tokenizer, base.task_type)
     max_length = _max_length(params, base)

@@ -62,6 +62,16 @@ def test_evaluation_generates_and_scores_fine_tuned_base_and_production(llama_di
     assert len(results["samples"]) == 3 and {"reference", "fine_tuned"} <= set(results["samples"][0])
     # The same weights without the adapter are a different model: LoRA changed what it generates or scores.
     assert json.loads((version_dir / "evaluation_results.json").read_text())["fine_tuned"] == results["fine_tuned"]
+    # Every answer is kept with its verdicts, and the verdicts add up to the reported rates.
+    rows = [json.loads(line) for line in (version_dir / "evaluation_predictions.jsonl").read_text().splitlines()]
+    assert results["predictions_file"] == "evaluation_predictions.jsonl" and len(rows) == 6
+    assert [row["index"] for row in rows] == list(range(6)) and all(row["id"] for row in rows)
+    for model in ("fine_tuned", "base", "production"):
+        assert all(isinstance(row[model]["answer"], str) for row in rows)
+        verdicts = [row[model]["verdicts"] for row in rows]
+        assert sum(v["schema_valid"] for v in verdicts) / 6 == results[model]["schema_valid_rate"]
+        assert sum(v["category"] for v in verdicts) / 6 == results[model]["category_accuracy"]
+    assert {"error_message", "category", "severity"} <= set(rows[0]["reference"])
 
 
 def test_seq2seq_generation_is_evaluated(env, data, tmp_path):

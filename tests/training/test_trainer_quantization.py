@@ -138,7 +138,7 @@ def test_templated_operator_options_become_typed_parameters():
         seed="None",
         target_modules="q_proj, v_proj",
     )
-    assert params.model_name == "HuggingFaceTB/SmolLM2-135M-Instruct"  # [dagnostics] training_base_model
+    assert params.model_name == "smollm2-135m"  # [dagnostics] training_base_model: the packaged SmolLM2
     assert (params.epochs, params.learning_rate, params.batch_size) == (3.0, 2e-4, 4)
     assert params.use_quantization is False and params.force_cpu is True
     assert params.max_length == 2048 and params.seed == 42  # empty and "None" keep the defaults
