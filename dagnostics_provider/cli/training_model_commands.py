@@ -140,7 +140,8 @@ def _add_train_local(verbs: argparse._SubParsersAction) -> None:
 
     model = train.add_argument_group("model and hardware")
     model.add_argument(
-        "--model-name", help="base model: hub id or local directory (default: [dagnostics] training_base_model)"
+        "--model-name",
+        help="base model: hub id, local folder, GGUF file or packaged base (default: [dagnostics] training_base_model)",
     )
     model.add_argument(
         "--use-quantization",
@@ -151,6 +152,18 @@ def _add_train_local(verbs: argparse._SubParsersAction) -> None:
         help="4-bit QLoRA (NF4, double quantization) when a CUDA GPU is present; off on CPU (default: false)",
     )
     model.add_argument("--force-cpu", action="store_true", default=None, help="train on the CPU even with a GPU")
+    model.add_argument(
+        "--cpu-activation-checkpointing",
+        action="store_true",
+        default=None,
+        help="on a CPU, recompute activations in the backward pass: less memory, slower (see docs/training.md)",
+    )
+    model.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        default=None,
+        help="on a CPU with bf16 instructions, bfloat16 autocast for the matmuls; weights stay float32",
+    )
     model.add_argument(
         "--trust-remote-code",
         action="store_true",

@@ -61,6 +61,10 @@ class TrainingParams:
     target_modules: str | tuple[str, ...] = "all-linear"
     use_quantization: bool = False
     force_cpu: bool = False
+    # CPU levers (benchmarks/bench_training_cpu.py measures them on SmolLM2): recompute activations in the backward
+    # pass instead of keeping them, and bfloat16 autocast for the matmuls where the CPU has bf16 instructions.
+    cpu_activation_checkpointing: bool = False
+    cpu_bf16: bool = False
     seed: int = 42
     early_stopping_patience: int = 2
     eval_steps: int | None = None  # None: evaluate (and checkpoint) once per epoch
@@ -69,7 +73,10 @@ class TrainingParams:
 
     def fingerprint(self) -> str:
         """A hash of the parameters that change the trained model (not logging or bookkeeping)."""
-        relevant = {k: v for k, v in asdict(self).items() if k != "logging_steps"}
+        # Logging and activation checkpointing change how a run goes, not the model it trains.
+        relevant = {k: v for k, v in asdict(self).items() if k not in ("logging_steps", "cpu_activation_checkpointing")}
+        if not self.cpu_bf16:  # added later: runs without it keep the fingerprint (and the version) they had
+            del relevant["cpu_bf16"]
         for name, value in relevant.items():  # 1 from a DAG and 1.0 from the CLI are the same run
             if isinstance(value, int) and not isinstance(value, bool):
                 relevant[name] = float(value)
@@ -188,10 +195,12 @@ def _training_arguments(params: TrainingParams, precision: model_loading.Precisi
         "seed": params.seed,
         "data_seed": params.seed,
         "use_cpu": precision.device == "cpu",
-        "bf16": precision.bf16,
+        "bf16": precision.bf16 or (precision.device == "cpu" and params.cpu_bf16),
         "fp16": precision.fp16,
-        # Checkpointing trades ~20% speed for activation memory: worth it where memory is why QLoRA was asked for.
-        "activation_checkpointing": precision.quantized,
+        # Checkpointing trades speed for activation memory: worth it where memory is why QLoRA was asked for, and on
+        # a CPU when asked (the numbers are in docs/training.md).
+        "activation_checkpointing": precision.quantized
+        or (precision.device == "cpu" and params.cpu_activation_checkpointing),
         "activation_checkpointing_kwargs": {"use_reentrant": False},
         "ddp_find_unused_parameters": False,
         "label_names": ["labels"],

@@ -147,3 +147,21 @@ def test_templated_operator_options_become_typed_parameters():
     assert typed.fingerprint() == params.fingerprint()  # the same run, however the options were spelled
     with pytest.raises(ValueError, match="force_cpu must be true or false"):
         training_params("m", force_cpu="maybe")
+
+
+def test_cpu_levers_reach_the_trainer_only_on_a_cpu(tmp_path):
+    """--cpu-bf16 and --cpu-activation-checkpointing turn on autocast and checkpointing on a CPU, nowhere else."""
+    from dagnostics_provider.training.trainer import TrainingParams, _training_arguments
+
+    cpu = model_loading.decide_precision(False, cuda_available=False)
+    gpu = model_loading.decide_precision(False, cuda_available=True, bf16_supported=True)
+    plain = TrainingParams(model_name="m")
+    levers = TrainingParams(model_name="m", cpu_bf16=True, cpu_activation_checkpointing=True)
+    on_cpu = _training_arguments(levers, cpu, tmp_path)
+    assert on_cpu["bf16"] and on_cpu["activation_checkpointing"]
+    assert not _training_arguments(plain, cpu, tmp_path)["bf16"]
+    assert not _training_arguments(plain, cpu, tmp_path)["activation_checkpointing"]
+    assert not _training_arguments(levers, gpu, tmp_path)["activation_checkpointing"]  # a GPU run decides itself
+    # Checkpointing does not change the model trained; bf16 does, and older runs keep their fingerprint.
+    assert TrainingParams(model_name="m", cpu_activation_checkpointing=True).fingerprint() == plain.fingerprint()
+    assert TrainingParams(model_name="m", cpu_bf16=True).fingerprint() != plain.fingerprint()
