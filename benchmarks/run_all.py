@@ -1,4 +1,4 @@
-"""`make bench`: run every ``benchmarks/bench_*.py`` in its own process and list the result files.
+"""`make bench`: run every ``benchmarks/bench_*.py`` (but the learning benchmark) in its own process and list results.
 
 Each benchmark prints its own table (a ratio against a baseline measured in the same run, plus peak memory) and
 writes JSON under ``benchmarks/results/``. Separate processes keep one benchmark's memory peak out of the next.
@@ -12,13 +12,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Hours on a 2-core machine: only when named (`make bench-learning`, or `python benchmarks/run_all.py bench_learning`).
+ON_REQUEST = {"bench_learning"}
 
 
 def main(argv: list[str]) -> int:
     selected = set(argv)
     failures = []
     for script in sorted(HERE.glob("bench_*.py")):
-        if selected and script.stem not in selected:
+        if (selected and script.stem not in selected) or (not selected and script.stem in ON_REQUEST):
             continue
         print(f"\n=== {script.stem} ===", flush=True)
         started = time.perf_counter()
