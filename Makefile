@@ -67,7 +67,7 @@ train-cpu: install
 	mkdir -p $(TRAIN_HOME)
 	AIRFLOW_HOME=$(abspath $(TRAIN_HOME)) $(PY) scripts/corpus_dataset.py
 	AIRFLOW_HOME=$(abspath $(TRAIN_HOME)) $(VENV)/bin/dagnostics training train-local --force-cpu --batch-size 1 \
-		--epochs 3 --use-quantization false
+		--gradient-accumulation-steps 4 --cpu-activation-checkpointing --cpu-bf16 --epochs 3 --use-quantization false
 
 train-local: install
 	$(VENV)/bin/dagnostics training train-local --use-quantization true

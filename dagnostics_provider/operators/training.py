@@ -19,7 +19,8 @@ class LoRATrainingOperator(BaseOperator):
     in docs/training.md. Every option may be a template: the rendered text is converted to the option's type, and
     an empty value means the default.
 
-    :param model_name: base model, hub id or local directory; default ``[dagnostics] training_base_model``.
+    :param model_name: base model: hub id, local directory, GGUF file or packaged base; default
+        ``[dagnostics] training_base_model``.
     :param train_file: training JSONL (local path or URL); with ``validation_file``, default the newest dataset
         version in the store, e.g. ``"{{ ti.xcom_pull('generate_dataset')['train_path'] }}"``.
     :param validation_file: validation JSONL.

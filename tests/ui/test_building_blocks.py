@@ -207,3 +207,14 @@ def test_queue_and_export_parameters():
     export = parse_export_query({"min_rating": "9", "format": "CSV", "latest": "on"})
     assert (export.min_rating, export.format, export.latest_per_item) == (3, "csv", True)
     assert export.problems == ("min_rating must be a whole number from 1 to 5",)
+
+
+def test_column_chart_leaves_room_for_long_axis_labels():
+    """Issue 14 item 10: a value-axis label such as 2000 started left of the drawing and was clipped."""
+    small = column_chart([("a", 3)], width=300)
+    big = column_chart([("a", 1234567)], width=300)
+    assert [label for _, label in big.gridlines] == ["2,000,000", "1,000,000"]  # no "2e+06"
+    tick_chars = max(len(label) for _, label in big.gridlines)
+    # Ticks are right-aligned at tick_x, at most 7 px per character: they must start inside the SVG.
+    assert big.tick_x - 7 * tick_chars >= 0
+    assert small.left < big.left and big.bars[0].x > big.left

@@ -21,14 +21,26 @@ class Bar:
     tooltip: str
 
 
+# The value axis' labels are right-aligned TICK_GAP left of the plot; the plot starts far enough right for the
+# longest one at CHAR_WIDTH per character (the tick font's digits and commas are narrower than that).
+TICK_GAP = 6
+CHAR_WIDTH = 7
+
+
 @dataclass(frozen=True)
 class BarChart:
     width: int
     height: int
+    left: float  # x of the plot's left edge (after the value labels)
     baseline: float  # y of the value axis' zero
     bars: list[Bar]
     gridlines: list[tuple[float, str]]  # (y, value label) at the top and the middle of the value axis
     label_every: int  # print every n-th label (30 days do not fit under 30 bars)
+
+    @property
+    def tick_x(self) -> float:
+        """Where the value labels end (they are right-aligned)."""
+        return self.left - TICK_GAP
 
 
 def _nice_max(value: float) -> float:
@@ -48,9 +60,11 @@ def column_chart(
     max_labels: int = 10,
 ) -> BarChart:
     """Vertical bars, one per point, scaled to a rounded maximum; room is left for labels below and left."""
-    plot_top, left, right = 18, 28, 8
+    plot_top, right = 18, 8
     plot_height = height - plot_top - 24
     top = _nice_max(max((value for _, value in points), default=0))
+    gridline_labels = [_tick(top), _tick(top / 2)]
+    left = 4 + CHAR_WIDTH * max(len(label) for label in gridline_labels) + TICK_GAP
     slot = (width - left - right) / max(len(points), 1)
     bars = []
     for index, (label, value) in enumerate(points):
@@ -66,5 +80,10 @@ def column_chart(
                 tooltip=f"{label}: {value:g}",
             )
         )
-    gridlines = [(plot_top, f"{top:g}"), (plot_top + plot_height / 2, f"{top / 2:g}")]
-    return BarChart(width, height, plot_top + plot_height, bars, gridlines, max(1, -(-len(points) // max_labels)))
+    gridlines = list(zip((plot_top, plot_top + plot_height / 2), gridline_labels, strict=True))
+    return BarChart(width, height, left, plot_top + plot_height, bars, gridlines, max(1, -(-len(points) // max_labels)))
+
+
+def _tick(value: float) -> str:
+    """An axis value as people write counts: 2,000,000 (not 2e+06), 0.5 when it has a fraction."""
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,g}"
