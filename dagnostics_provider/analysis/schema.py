@@ -76,12 +76,16 @@ CATEGORY_EXAMPLES: dict[str, str] = {
 }
 SEVERITIES: tuple[str, ...] = tuple(s.value for s in Severity)
 
-# Bounds keep one junk answer from filling the store; a real analysis is far below them.
+# Bounds keep one junk answer from filling the store; a real analysis is far below them. They are enforced when an
+# answer is parsed; only those up to GRAMMAR_BOUND_LIMIT also travel in the schema sent to servers (json_schema).
 MAX_MESSAGE_CHARS = 2_000
 MAX_REASONING_CHARS = 4_000
 MAX_ERROR_LINES = 20
 MAX_LINE_CHARS = 2_000
 MAX_ACTIONS = 10
+# The largest repetition bound (maxLength, maxItems...) a server may turn into grammar; see json_schema().
+GRAMMAR_BOUND_LIMIT = 1_000
+_REPETITION_BOUNDS = ("maxLength", "minLength", "maxItems", "minItems")
 
 
 class AnalysisResult(BaseModel):
@@ -145,11 +149,34 @@ class InvalidAnalysis(ValueError):
 
 
 def json_schema() -> dict[str, Any]:
-    """JSON schema of :class:`AnalysisResult` (for Ollama ``format`` and OpenAI ``response_format``)."""
+    """JSON schema of :class:`AnalysisResult` as servers get it (Ollama ``format``, OpenAI ``response_format``).
+
+    Ollama and llama.cpp-based servers compile the schema into a grammar, where ``maxLength: N`` becomes a rule
+    repeated N times, and llama.cpp refuses large repetitions: Ollama 0.14-0.24 any bound above 2000, newer builds
+    when (rules repeated x bound) reaches 2000, which a one-field schema hits between 1000 (measured to work) and
+    1500 (measured to fail). The refusal is an HTTP 500 for every request, so one generous bound (4000 characters
+    of reasoning) silently turned every analysis into a fallback. Bounds above :data:`GRAMMAR_BOUND_LIMIT` (the
+    largest measured to compile) are therefore left out of what is sent; :func:`parse_analysis` still enforces
+    every bound of :class:`AnalysisResult` on the answer. The small ones stay (``maxItems`` 20 and 10): they cap
+    how many lines the model generates, which checking after the fact cannot.
+    """
     schema = AnalysisResult.model_json_schema()
     schema.pop("title", None)
     schema["required"] = list(AnalysisResult.model_fields)
-    return schema
+    return _within_grammar_limit(schema)
+
+
+def _within_grammar_limit(node: Any) -> Any:
+    """``node`` without repetition bounds above :data:`GRAMMAR_BOUND_LIMIT`, at any depth."""
+    if isinstance(node, list):
+        return [_within_grammar_limit(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {
+        key: _within_grammar_limit(value)
+        for key, value in node.items()
+        if not (key in _REPETITION_BOUNDS and isinstance(value, int) and value > GRAMMAR_BOUND_LIMIT)
+    }
 
 
 def parse_analysis(payload: str | bytes | dict[str, Any]) -> AnalysisResult:

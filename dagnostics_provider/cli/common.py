@@ -15,6 +15,16 @@ def boolean(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def ollama_quantize(text: str) -> str | None:
+    """``--quantize`` values Ollama applies on create, refused here rather than after hours of training or merging."""
+    from dagnostics_provider.deploy.ollama_rules import check_quantize
+
+    try:
+        return check_quantize(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def require_migrated_store() -> None:
     """Fail with the fix instead of an SQL error when the store was never migrated."""
     from dagnostics_provider.cli.main import UserError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from dagnostics_provider.cli.common import boolean
+from dagnostics_provider.cli.common import boolean, ollama_quantize
 
 
 def _pipeline(args: argparse.Namespace) -> int:
@@ -55,7 +55,9 @@ def add_pipeline_commands(verbs: argparse._SubParsersAction) -> None:
     pipeline.add_argument(
         "--auto-deploy", type=boolean, default=False, metavar="true|false", help="deploy if it beats production"
     )
-    pipeline.add_argument("--quantize", help="Ollama quantization on create, e.g. q8_0, q4_K_M")
+    pipeline.add_argument(
+        "--quantize", type=ollama_quantize, help="Ollama quantization on create: f32, f16, bf16, q8_0, q4_K_S, q4_K_M"
+    )
     pipeline.add_argument("--min-rating", type=int, default=None, help="lowest review rating used (default: 3)")
     pipeline.add_argument("--format", choices=("text", "json"), default="text")
     pipeline.set_defaults(handler=_pipeline)

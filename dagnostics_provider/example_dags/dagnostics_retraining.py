@@ -56,7 +56,13 @@ with DAG(
         "auto_deploy": Param(False, type="boolean", description="Deploy to Ollama when the model beats production"),
         "use_quantization": Param(False, type="boolean", description="4-bit QLoRA on a CUDA worker"),
         "force_cpu": Param(False, type="boolean"),
-        "quantize": Param(None, type=["null", "string"], description="Ollama quantization, e.g. q8_0, q4_K_M"),
+        "quantize": Param(
+            None,
+            type=["null", "string"],
+            # Ollama's six create-time types in any case, refused at trigger rather than after training.
+            pattern="^([fF]32|[fF]16|[bB][fF]16|[qQ]8_0|[qQ]4_[kK]_[sSmM])$",
+            description="Ollama quantization: f32, f16, bf16, q8_0, q4_K_S or q4_K_M",
+        ),
     },
     render_template_as_native_obj=True,
     tags=["dagnostics"],

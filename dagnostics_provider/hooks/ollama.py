@@ -39,6 +39,8 @@ DEFAULT_PORT = 11434
 CREATE_LINE_TIMEOUT_S = 3600.0
 _HASH_CHUNK_BYTES = 1024 * 1024
 _NUMBER = re.compile(r"-?\d+")
+# Ollama's digest syntax (manifest.BlobsPath): "sha256:" or its on-disk spelling "sha256-", then 64 hex digits.
+_DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,7 @@ class OllamaHook(LLMServerHook):
     # Deployment: blobs and models
 
     def blob_exists(self, digest: str) -> bool:
+        digest = wire_digest(digest)
         try:
             exchange(self.get_conn(), "HEAD", f"{self.base_url}/api/blobs/{digest}", timeout=self.timeout)
         except LLMNotFound:
@@ -229,16 +232,17 @@ class OllamaHook(LLMServerHook):
     ) -> list[dict[str, Any]]:
         """Create (or replace) a model from uploaded blobs or an existing model; return every status line.
 
-        ``files`` and ``adapters`` map file names to digests from :meth:`push_blob`.  Ollama answers HTTP 200 as
+        ``files`` and ``adapters`` map file names to digests from :meth:`push_blob` (sent as ``sha256:<hex>``
+        whatever spelling they were given in, see :func:`wire_digest`).  Ollama answers HTTP 200 as
         soon as it starts and reports later failures on a stream line, so every line is checked and a failure
         raises :class:`~dagnostics_provider.hooks.llm_errors.LLMStreamError`; a stream that ends without
         ``success`` raises :class:`LLMInvalidResponse`.
         """
         request: dict[str, Any] = {
             "model": model,
-            "files": files,
+            "files": _wire_digests(files),
             "from": from_,
-            "adapters": adapters,
+            "adapters": _wire_digests(adapters),
             "template": template,
             "system": system,
             "parameters": parameters,
@@ -299,6 +303,22 @@ def file_digest(path: str | Path) -> str:
         while chunk := stream.read(_HASH_CHUNK_BYTES):
             sha.update(chunk)
     return f"sha256:{sha.hexdigest()}"
+
+
+def wire_digest(digest: str) -> str:
+    """A SHA-256 ``digest`` as Ollama names the blobs it stores: ``sha256:`` and lower-case hex.
+
+    Ollama's blob store also reads ``sha256-<hex>`` (its file name) and upper-case hex in some places, but an
+    upload compares the computed ``sha256:<lower hex>`` with the name given and refuses any other spelling as a
+    digest mismatch, and upper-case hex names no file on a case-sensitive disk; one spelling everywhere avoids
+    both. Anything that is no SHA-256 digest is left as it is, for the server to refuse in its own words.
+    """
+    match = _DIGEST.fullmatch(digest.strip())
+    return f"sha256:{match.group(1).lower()}" if match else digest
+
+
+def _wire_digests(mapping: dict[str, str] | None) -> dict[str, str] | None:
+    return None if mapping is None else {name: wire_digest(digest) for name, digest in mapping.items()}
 
 
 def canonical_model_name(name: str) -> str:

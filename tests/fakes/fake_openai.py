@@ -6,7 +6,9 @@ answers errors in OpenAI's shape, ``{"error": {"message", "type", "param", "code
     with FakeOpenAI(api_key="sk-test") as fake:     # base URL for hooks: fake.url + "/v1"
         fake.answers["gpt-test"] = lambda request: "..."
         fake.supports_json_schema = False          # answer 400 to json_schema, like servers without it
+        fake.supports_json_object_schema = False   # and 400 to {"type": "json_object", "schema": ...}
         fake.delays["gpt-test"] = 5.0
+        fake.fail(status=500, error="...", times=1)  # the next chat request(s) answer that error
 """
 
 from __future__ import annotations
@@ -31,8 +33,14 @@ class FakeOpenAI(FakeHTTPServer):
         self.models = list(models)
         self.api_key = api_key
         self.supports_json_schema = True
+        self.supports_json_object_schema = True
         self.answers: dict[str, Callable[[dict[str, Any]], str]] = {}
         self.delays: dict[str, float] = {}
+        self._failures: list[tuple[int, str]] = []
+
+    def fail(self, *, status: int = 500, error: str = "internal error", times: int = 1) -> None:
+        """Answer the next ``times`` chat requests with ``status`` and ``error`` in OpenAI's error shape."""
+        self._failures.extend([(status, error)] * times)
 
     def json_requests(self) -> list[dict[str, Any]]:
         return [r.json for r in self.requests_to("/v1/chat/completions")]
@@ -62,6 +70,9 @@ class FakeOpenAI(FakeHTTPServer):
         )
 
     def _chat(self, request: Request) -> Reply:
+        if self._failures:
+            status, error = self._failures.pop(0)
+            return Reply(status, {"error": {"message": error, "type": "server_error", "param": None, "code": None}})
         try:
             body = request.json
         except ValueError:
@@ -112,6 +123,10 @@ class FakeOpenAI(FakeHTTPServer):
             return None
         if not isinstance(response_format, dict) or response_format.get("type") not in RESPONSE_FORMATS:
             return _error(400, "Invalid value for 'response_format.type'", param="response_format")
+        if response_format["type"] == "json_object" and "schema" in response_format:
+            if not self.supports_json_object_schema:
+                return _error(400, "Unrecognized request argument: response_format.schema", param="response_format")
+            return None
         if response_format["type"] != "json_schema":
             return None
         if not self.supports_json_schema:

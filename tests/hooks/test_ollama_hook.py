@@ -278,6 +278,19 @@ def test_create_records_everything_and_returns_the_statuses(fake, hook, weights)
     assert hook.show("dagnostics-analyzer:v1")["template"] == "{{ .Prompt }}"
 
 
+def test_digests_are_always_sent_as_sha256_colon_lower_hex(fake, hook, weights):
+    """Ollama refuses an upload named any other way; its blob reads take sha256- too, but one spelling is safest."""
+    digest = hook.push_blob(weights)
+    assert digest.startswith("sha256:") and digest == digest.lower()
+    shouted = "sha256-" + digest.removeprefix("sha256:").upper()
+    assert hook.blob_exists(shouted)
+    hook.create("spelled", files={"model.gguf": shouted}, adapters={"adapter.safetensors": shouted})
+    [create] = fake.json_requests("/api/create")
+    assert create["files"] == {"model.gguf": digest} and create["adapters"] == {"adapter.safetensors": digest}
+    assert fake.requests_to(f"/api/blobs/{digest}")[-1].method == "HEAD"  # blob_exists asked for sha256:
+    assert not [r for r in fake.requests if r.path.startswith("/api/blobs/sha256-")]
+
+
 def test_create_with_a_missing_blob_is_an_http_error(hook):
     with pytest.raises(LLMHTTPError) as caught:
         hook.create("broken", files={"model.gguf": "sha256:" + "0" * 64})
