@@ -8,8 +8,8 @@ the system and user content (through the tokenizer's own chat template, or throu
 with ``{{ .System }}`` and ``{{ .Prompt }}``. Ollama renders such a template for one system and one user message
 as the training prompt, byte for byte, which :func:`render` lets anyone check.
 
-The stop sequences come from the same renderings: the tokenizer's EOS, the marker that ends an assistant turn and
-the header that opens a user turn.
+The stop sequences come from the same renderings: the tokenizer's EOS, the marker that ends an assistant turn (from
+:mod:`~dagnostics_provider.training.end_of_turn`, which evaluation stops on too) and the header that opens a user turn.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dagnostics_provider import prompt_format
+from dagnostics_provider.training import end_of_turn as turns
 from dagnostics_provider.training.sft_data import CHAT_TEMPLATE, PLAIN
 
 # Strings no real prompt contains, so their positions in a rendering are where the content goes.
 _SYSTEM_SENTINEL = "DAGNOSTICS-SYSTEM-8f3c1e"
 _USER_SENTINEL = "DAGNOSTICS-USER-5b7d2a"
-_ANSWER_SENTINEL = "DAGNOSTICS-ANSWER-2e9b4f"
 
 SYSTEM_ACTION = "{{ .System }}"
 PROMPT_ACTION = "{{ .Prompt }}"
@@ -60,17 +60,14 @@ def chat_template_prompt(tokenizer: Any) -> PromptTemplate:
     """Derive the template from the tokenizer's chat template, as TRL rendered the training prompt.
 
     TRL renders a conversational prompt with ``add_generation_prompt=True``; the answer's end-of-turn marker is
-    what follows the assistant content when a whole conversation is rendered.
+    :func:`~dagnostics_provider.training.end_of_turn.marker`, which need not be the tokenizer's EOS (Qwen2.5).
     """
     if not getattr(tokenizer, "chat_template", None):
         raise TemplateDerivationError("the tokenizer has no chat template; the model was trained with the plain prompt")
     messages = prompt_format.chat_messages("")
     messages[0]["content"], messages[1]["content"] = _SYSTEM_SENTINEL, _USER_SENTINEL
     rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    conversation = tokenizer.apply_chat_template(
-        [*messages, {"role": "assistant", "content": _ANSWER_SENTINEL}], tokenize=False
-    )
-    end_of_turn = _first_line(conversation.partition(_ANSWER_SENTINEL)[2])
+    end_of_turn = turns.marker(tokenizer)
     return PromptTemplate(
         template=go_template(rendered),
         stop=_unique(tokenizer.eos_token, end_of_turn, _user_header(rendered, end_of_turn)),
@@ -145,10 +142,6 @@ def modelfile_text(source: str, spec: ModelfileSpec, *, comment: str = "") -> st
 
 def _literal(text: str) -> str:
     return text.replace("{{", LITERAL_BRACES_ACTION)
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def _user_header(rendered: str, end_of_turn: str) -> str:

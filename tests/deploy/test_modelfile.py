@@ -9,7 +9,7 @@ import pytest
 from dagnostics_provider import prompt_format
 from dagnostics_provider.deploy import modelfile
 from dagnostics_provider.deploy.bundle import TemplateMismatch, check_template, training_prompt
-from dagnostics_provider.training import model_loading
+from dagnostics_provider.training import end_of_turn, model_loading
 from tests.training import tiny_models
 
 # Llama 3 style: BOS in the template, headers around the role, end-of-turn token after each message.
@@ -66,6 +66,20 @@ def test_chat_template_renders_exactly_the_training_prompt(chatml):
     )
     assert rendered == trl_prompt
     assert_renders_training_prompt(prompt.template, modelfile.CHAT_TEMPLATE, chatml)
+
+
+def test_an_end_of_turn_marker_that_is_not_eos_is_a_stop_sequence(tmp_path, offline):
+    """Qwen2.5: EOS is <|endoftext|>, yet every turn ends with <|im_end|>, which a trained model writes instead."""
+    qwen = model_loading.load_tokenizer(str(tiny_models.llama(tmp_path / "qwen", eos="<|endoftext|>")))
+    prompt = modelfile.chat_template_prompt(qwen)
+    assert prompt.stop == ("<|endoftext|>", "<|im_end|>", "<|im_start|>user")
+    # Evaluation stops on the same marker, as a token id beside EOS.
+    assert end_of_turn.marker(qwen) == "<|im_end|>"
+    assert end_of_turn.stop_token_ids(qwen, "<|im_end|>") == [
+        qwen.eos_token_id,
+        qwen.convert_tokens_to_ids("<|im_end|>"),
+    ]
+    assert_renders_training_prompt(prompt.template, modelfile.CHAT_TEMPLATE, qwen)
 
 
 def test_plain_prompt_renders_exactly_the_training_prompt(gpt2):
