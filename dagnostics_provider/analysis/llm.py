@@ -20,12 +20,14 @@ from dagnostics_provider import config
 from dagnostics_provider.analysis.context_lines import strip_gutter
 from dagnostics_provider.analysis.outcome import AnalysisOutcome
 from dagnostics_provider.analysis.schema import AnalysisResult, InvalidAnalysis, json_schema, parse_analysis
-from dagnostics_provider.hooks.llm_errors import LLMError, LLMHTTPError, LLMUnavailable
+from dagnostics_provider.hooks.llm_errors import LLMError, LLMHTTPError, LLMRequestInvalid, LLMUnavailable
 from dagnostics_provider.prompt_format import PROMPT_VERSION, chat_messages
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = ("ollama", "openai", "heuristic")
+PROVIDERS = ("ollama", "openai", "llamacpp", "heuristic")
+# The providers that ask a model; "llamacpp" runs it in this process (hooks/llamacpp.py), the others ask a server.
+LLM_PROVIDERS = ("ollama", "openai", "llamacpp")
 # Enough of a junk answer to see what went wrong in review, without storing megabytes of it.
 MAX_RAW_RESPONSE_BYTES = 64 * 1024
 MAX_REASON_CHARS = 1_000
@@ -38,7 +40,7 @@ _FENCED = re.compile(r"\A\s*```[A-Za-z]*[ \t]*\n(?P<body>.*?)\n?```\s*\Z", re.DO
 
 
 class LLMAnalyzer:
-    """Analyses with a model behind an Ollama or OpenAI-compatible hook, falling back to a given result.
+    """Analyses with a model behind an Ollama, OpenAI-compatible or in-process llama.cpp hook, else a given result.
 
     ``sleep`` and ``clock`` are injectable so tests of retries and latency do not wait.  ``model_resolver(hook)``
     may name the model to ask instead of the hook's own (the alias a deployment promoted on that server); it runs
@@ -56,8 +58,8 @@ class LLMAnalyzer:
         clock: Callable[[], float] = time.monotonic,
         model_resolver: Callable[[Any], str | None] | None = None,
     ) -> None:
-        if provider not in ("ollama", "openai"):
-            raise ValueError(f"LLMAnalyzer provider must be ollama or openai, got {provider!r}")
+        if provider not in LLM_PROVIDERS:
+            raise ValueError(f"LLMAnalyzer provider must be one of {', '.join(LLM_PROVIDERS)}, got {provider!r}")
         self.provider = provider
         self.hook = hook
         self.temperature = config.get_float("llm_temperature") if temperature is None else temperature
@@ -83,13 +85,15 @@ class LLMAnalyzer:
         attempts = 1 + self.max_retries
         reason, raw = "", None
         for attempt in range(attempts):
-            if attempt:
+            if attempt and self.provider != "llamacpp":  # in-process generation has no server to give time to
                 self._sleep(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** (attempt - 1)))
             started = self._clock()
             try:
                 response = self._ask(messages, schema)
             except LLMUnavailable as exc:
                 return self._fallback(fallback, f"{self.provider} unavailable: {exc}", raw)
+            except LLMRequestInvalid as exc:  # asking again would be refused the same way
+                return self._fallback(fallback, f"{self.provider} cannot run the request: {exc}", raw)
             except LLMHTTPError as exc:
                 reason = f"{self.provider} refused the request: {exc}"
                 if not exc.retryable:
@@ -103,6 +107,8 @@ class LLMAnalyzer:
                 result = parse_answer(raw)
             except InvalidAnalysis as exc:
                 reason = f"invalid answer: {exc}"
+                if getattr(response, "finish_reason", None) == "length":
+                    reason = f"invalid answer, cut off at the token limit{_hint(self.hook)}: {exc}"
                 log.info("Attempt %d/%d: %s answered an invalid analysis: %s", attempt + 1, attempts, self.model, exc)
                 continue
             return AnalysisOutcome(
@@ -125,6 +131,8 @@ class LLMAnalyzer:
     def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Any:
         if self.provider == "ollama":
             return self.hook.chat(messages, model=self.model, format=schema, options={"temperature": self.temperature})
+        if self.provider == "llamacpp":
+            return self.hook.chat(messages, json_schema=schema, temperature=self.temperature)
         return self.hook.chat(messages, json_schema=schema, schema_name="analysis", temperature=self.temperature)
 
     def _fallback(self, fallback: AnalysisResult, reason: str, raw: str | None) -> AnalysisOutcome:
@@ -154,12 +162,19 @@ def build_llm_analyzer(provider: str | None = None) -> LLMAnalyzer | None:
     """The analyzer ``[dagnostics] llm_provider`` (or ``provider``) asks for; ``None`` for ``heuristic``.
 
     Builds the hook without touching the connection store: the connection is resolved on the first request.
+    ``llamacpp`` without llama-cpp-python installed raises ImportError naming the extra: that is a setup error to
+    fix, not a reason to store heuristic analyses for every failure until someone notices.
     """
     chosen = (provider or config.get("llm_provider")).strip().lower()
     if chosen not in PROVIDERS:
         raise ValueError(f"[dagnostics] llm_provider must be one of {', '.join(PROVIDERS)}, got {chosen!r}")
     if chosen == "heuristic":
         return None
+    if chosen == "llamacpp":
+        from dagnostics_provider.hooks.llamacpp import LlamaCppHook, require_llama_cpp
+
+        require_llama_cpp()
+        return LLMAnalyzer("llamacpp", LlamaCppHook())
     conn_id = config.get("llm_conn_id").strip()
     if chosen == "ollama":
         from dagnostics_provider.deploy.serving import deployed_model
@@ -185,6 +200,12 @@ def parse_answer(answer: str) -> AnalysisResult:
     if lines == result.error_lines:
         return result
     return parse_analysis({**result.model_dump(), "error_lines": lines})
+
+
+def _hint(hook: Any) -> str:
+    """`` (what to raise)`` where the hook can say which setting limits its answers' length."""
+    hint = getattr(hook, "truncation_hint", None)
+    return f" ({hint})" if isinstance(hint, str) and hint else ""
 
 
 def bounded(raw: str | None) -> str | None:

@@ -11,9 +11,9 @@ from dagnostics_provider.analysis.schema import AnalysisResult
 class AnalysisOutcome:
     """An analysis and its provenance.
 
-    ``analyzer`` is ``heuristic``, ``ollama`` or ``openai``.  When an LLM was asked but its answer could not be
-    used, ``analyzer`` is ``heuristic`` and ``fallback_reason`` says why (LLM down, timed out, invalid answer),
-    so the review UI and the dataset builder can tell the two apart.
+    ``analyzer`` is ``heuristic``, ``ollama``, ``openai`` or ``llamacpp``.  When an LLM was asked but its answer
+    could not be used, ``analyzer`` is ``heuristic`` and ``fallback_reason`` says why (LLM down, timed out, invalid
+    answer), so the review UI and the dataset builder can tell the two apart.
     """
 
     result: AnalysisResult

@@ -1,10 +1,11 @@
-"""The errors both LLM hooks raise.
+"""The errors the LLM hooks raise.
 
-Ollama and OpenAI-compatible servers fail in the same few ways: nothing listens, the answer takes too long, the
-server refuses the request, or what comes back is not what the API promises.  One small hierarchy for both lets
-the analyzer decide what to retry and what to give up on without knowing which kind of server it talked to, and
-lets deployment code catch one base class.  The messages are short and free of ``requests``' pool internals
-because they end up, verbatim, in the ``fallback_reason`` stored next to an analysis.
+Ollama and OpenAI-compatible servers, and llama.cpp running in-process, fail in the same few ways: nothing
+answers (no server, no model file), the answer takes too long, the request is refused, or what comes back is not
+what the API promises.  One small hierarchy for all lets the analyzer decide what to retry and what to give up on
+without knowing which engine it talked to, and lets deployment code catch one base class.  The messages are short
+and free of ``requests``' pool internals because they end up, verbatim, in the ``fallback_reason`` stored next
+to an analysis.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ class LLMHTTPError(LLMError):
 
 class LLMNotFound(LLMHTTPError):
     """HTTP 404: the model (or the blob, or the endpoint) does not exist on the server."""
+
+
+class LLMRequestInvalid(LLMError):
+    """The request cannot succeed as configured: a prompt longer than the context window, a schema the engine cannot
+    compile. Asking again gives the same refusal, so the analyzer falls back at once.
+    """
 
 
 class LLMInvalidResponse(LLMError):

@@ -1,7 +1,9 @@
 """Airflow hook for OpenAI-compatible chat servers: vLLM, llama.cpp's server, OpenAI itself and API gateways.
 
 They all speak ``POST <base>/chat/completions`` with ``<base>`` ending in ``/v1``, but differ in how much of
-structured output they support, so a server that refuses a JSON schema is asked again in plain JSON mode.
+structured output they support. OpenAI, vLLM and llama.cpp's own ``llama-server`` take a strict ``json_schema``;
+llama-cpp-python's server refuses that type but constrains ``{"type": "json_object", "schema": ...}`` to the
+schema (the JSON mode of Anyscale and Together); a server that refuses both is asked in plain JSON mode.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from dagnostics_provider.hooks.llm_http import base_url, config_timeout, positiv
 from dagnostics_provider.hooks.llm_server_hook import LLMServerHook
 
 API_PATH = "/v1"
-# How servers without json_schema support refuse it: vLLM and llama.cpp answer 400, some gateways 422.
+# How servers refuse a response format they do not support: vLLM and llama.cpp answer 400, some gateways 422.
 _SCHEMA_REFUSED = (400, 422)
+# llama-cpp-python's server answers its request validation errors with HTTP 500, naming the field.
+_FORMAT_FIELD = "response_format"
+# The ways of asking for structured output, most precise first; a hook steps down once per refusal.
+JSON_SCHEMA, JSON_OBJECT_SCHEMA, JSON_OBJECT = "json_schema", "json_object+schema", "json_object"
+_FORMATS = (JSON_SCHEMA, JSON_OBJECT_SCHEMA, JSON_OBJECT)
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,8 @@ class OpenAICompatibleHook(LLMServerHook):
         timeout: float | None = None,
     ) -> None:
         super().__init__(openai_compatible_conn_id, base_url=base_url, model=model, timeout=timeout)
-        # Learned from the first refusal, so later calls go straight to JSON mode.
-        self._json_schema_supported = True
+        # Learned from refusals, so later calls go straight to the format the server accepts.
+        self._format = JSON_SCHEMA
 
     def _resolve_settings(self) -> OpenAISettings:
         timeout = positive_seconds(self._timeout, "timeout")
@@ -111,31 +118,44 @@ class OpenAICompatibleHook(LLMServerHook):
         json_schema: dict[str, Any] | None = None,
         schema_name: str = "response",
         temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> ChatCompletion:
         """One chat completion; with ``json_schema`` the answer is constrained to it where the server can.
 
-        Strict ``json_schema`` output is asked first; a server that refuses it (HTTP 400/422) is asked again,
-        now and for the rest of this hook's life, with ``{"type": "json_object"}``, which only promises JSON, so
-        callers validate the answer either way.
+        Strict ``json_schema`` output is asked first. A server that refuses it (HTTP 400/422, or a 500 naming
+        ``response_format``) is asked again, now and for the rest of this hook's life, with ``{"type":
+        "json_object", "schema": ...}``, and one that refuses that too with ``{"type": "json_object"}``, which only
+        promises JSON, so callers validate the answer either way. ``max_tokens`` bounds the answer where given;
+        without it the server decides (llama-cpp-python's generates until its context is full).
         """
         payload: dict[str, Any] = {"model": model or self.model, "messages": messages, "stream": False}
         if temperature is not None:
             payload["temperature"] = temperature
-        if json_schema is not None and self._json_schema_supported:
-            response_format = {
-                "type": "json_schema",
-                "json_schema": {"name": schema_name, "schema": json_schema, "strict": True},
-            }
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        if json_schema is None:
+            return self._complete(payload)
+        while True:
+            chosen = self._format
+            response_format = _response_format(chosen, json_schema, schema_name)
             try:
                 return self._complete(payload | {"response_format": response_format})
             except LLMHTTPError as exc:
-                if exc.status_code not in _SCHEMA_REFUSED:
+                if chosen == JSON_OBJECT or not _refuses_format(exc):
                     raise
-                self.log.warning("%s refused a json_schema response format (%s); using JSON mode", self.base_url, exc)
-                self._json_schema_supported = False
-        if json_schema is not None:
-            payload["response_format"] = {"type": "json_object"}
-        return self._complete(payload)
+                self._format = _FORMATS[_FORMATS.index(chosen) + 1]
+                self.log.warning(
+                    "%s refused the %s response format (%s); asking with %s",
+                    self.base_url,
+                    chosen,
+                    exc,
+                    self._format,
+                )
+
+    @property
+    def response_format(self) -> str:
+        """The structured-output request this hook sends now: json_schema, json_object+schema or json_object."""
+        return self._format
 
     def test_connection(self) -> tuple[bool, str]:
         """Airflow's connection test: ``/models`` answers and lists the configured model."""
@@ -171,3 +191,16 @@ class OpenAICompatibleHook(LLMServerHook):
             raw=data,
             finish_reason=choice.get("finish_reason"),
         )
+
+
+def _response_format(kind: str, schema: dict[str, Any], name: str) -> dict[str, Any]:
+    if kind == JSON_SCHEMA:
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+    if kind == JSON_OBJECT_SCHEMA:
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_object"}
+
+
+def _refuses_format(exc: LLMHTTPError) -> bool:
+    """Whether an HTTP error refuses the response format, rather than the model, the key or the server's health."""
+    return exc.status_code in _SCHEMA_REFUSED or (exc.status_code == 500 and _FORMAT_FIELD in exc.server_error)

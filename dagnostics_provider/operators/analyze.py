@@ -17,7 +17,7 @@ class AnalyzeFailuresOperator(BaseOperator):
 
     :param batch_size: failures taken from the queue per batch.
     :param max_batches: stop after this many batches (None: until the queue is empty), so one run stays short.
-    :param llm_provider: ``ollama``, ``openai`` or ``heuristic``; default ``[dagnostics] llm_provider``.
+    :param llm_provider: ``ollama``, ``openai``, ``llamacpp`` or ``heuristic``; default ``[dagnostics] llm_provider``.
     """
 
     template_fields: Sequence[str] = ("batch_size", "max_batches", "llm_provider")

@@ -142,7 +142,7 @@ class Analysis(Base):
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     failed_task_id: Mapped[int] = mapped_column(ForeignKey("failed_tasks.id", ondelete="RESTRICT"), index=True)
-    analyzer: Mapped[str] = mapped_column(String(32))  # heuristic | ollama | openai
+    analyzer: Mapped[str] = mapped_column(String(32))  # heuristic | ollama | openai | llamacpp
     model: Mapped[str | None] = mapped_column(String(250))
     prompt_version: Mapped[str] = mapped_column(String(32))
     error_message: Mapped[str] = mapped_column(Text)

@@ -287,7 +287,7 @@ def test_build_llm_analyzer_follows_config(monkeypatch):
     assert isinstance(built.hook, OpenAICompatibleHook)
     assert built.hook.openai_compatible_conn_id == "openai_compatible_default"
 
-    with pytest.raises(ValueError, match="llm_provider must be one of ollama, openai, heuristic"):
+    with pytest.raises(ValueError, match="llm_provider must be one of ollama, openai, llamacpp, heuristic"):
         build_llm_analyzer("gpt")
 
 

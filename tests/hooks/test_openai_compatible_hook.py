@@ -77,12 +77,38 @@ def test_chat_asks_for_strict_json_schema_with_the_key(fake, hook):
     }
 
 
-def test_a_server_without_json_schema_gets_json_mode_from_then_on(fake, hook):
+def test_a_server_without_json_schema_gets_the_schema_in_json_mode_from_then_on(fake, hook):
     fake.supports_json_schema = False
     assert hook.chat(MESSAGES, json_schema=SCHEMA).content == '{"ok": true}'
     assert hook.chat(MESSAGES, json_schema=SCHEMA).content == '{"ok": true}'
-    formats = [r["response_format"]["type"] for r in fake.json_requests()]
-    assert formats == ["json_schema", "json_object", "json_object"]
+    formats = [r["response_format"] for r in fake.json_requests()]
+    assert [f["type"] for f in formats] == ["json_schema", "json_object", "json_object"]
+    assert formats[1] == formats[2] == {"type": "json_object", "schema": SCHEMA}
+    assert hook.response_format == "json_object+schema"
+
+
+def test_a_server_without_either_schema_form_gets_plain_json_mode(fake, hook):
+    fake.supports_json_schema = fake.supports_json_object_schema = False
+    assert hook.chat(MESSAGES, json_schema=SCHEMA).content == '{"ok": true}'
+    assert hook.chat(MESSAGES, json_schema=SCHEMA).content == '{"ok": true}'
+    formats = [r["response_format"] for r in fake.json_requests()]
+    assert formats[1:] == [{"type": "json_object", "schema": SCHEMA}, {"type": "json_object"}, {"type": "json_object"}]
+    assert hook.response_format == "json_object"
+
+
+def test_a_500_naming_the_response_format_is_a_refusal_of_it(fake, hook):
+    """llama-cpp-python's server answers a json_schema request with HTTP 500 and its validation error."""
+    fake.fail(status=500, error="1 validation error: {'loc': ('body', 'response_format', 'type')}")
+    assert hook.chat(MESSAGES, json_schema=SCHEMA).content == '{"ok": true}'
+    assert hook.response_format == "json_object+schema"
+
+
+def test_other_server_errors_are_not_refusals_of_the_format(fake, hook):
+    fake.fail(status=500, error="CUDA out of memory")
+    with pytest.raises(LLMHTTPError) as caught:
+        hook.chat(MESSAGES, json_schema=SCHEMA)
+    assert caught.value.retryable
+    assert hook.response_format == "json_schema"
 
 
 def test_other_refusals_are_not_retried_in_json_mode(fake, monkeypatch):

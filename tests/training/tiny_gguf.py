@@ -114,8 +114,21 @@ def _tensors(model: Any) -> dict[str, Any]:
     return tensors
 
 
-def write_gguf(model: Any, path: Path, tokens: list[str], token_types: list[int], *, name: str = "tiny-llama") -> Path:
-    """Write ``model`` as a float32 llama GGUF file with a byte-level BPE tokenizer and a ChatML template."""
+def write_gguf(
+    model: Any,
+    path: Path,
+    tokens: list[str],
+    token_types: list[int],
+    *,
+    name: str = "tiny-llama",
+    eos_token: str = "<|im_end|>",
+    chat_template: str | None = CHATML_TEMPLATE,
+) -> Path:
+    """Write ``model`` as a float32 llama GGUF file with a byte-level BPE tokenizer and a ChatML template.
+
+    ``eos_token="<|endoftext|>"`` gives Qwen2.5's layout, where turns end with a marker that is not EOS;
+    ``chat_template=None`` a model trained with the plain prompt.
+    """
     import gguf
     import numpy as np
 
@@ -139,10 +152,11 @@ def write_gguf(model: Any, path: Path, tokens: list[str], token_types: list[int]
     writer.add_token_types(token_types)
     writer.add_token_merges(list(MERGES))
     writer.add_bos_token_id(tokens.index("<|im_start|>"))
-    writer.add_eos_token_id(tokens.index("<|im_end|>"))
+    writer.add_eos_token_id(tokens.index(eos_token))
     writer.add_pad_token_id(tokens.index("<|endoftext|>"))
     writer.add_add_bos_token(False)
-    writer.add_chat_template(CHATML_TEMPLATE)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
 
     for tensor_name, array in _tensors(model).items():
         writer.add_tensor(tensor_name, np.ascontiguousarray(array, dtype=np.float32))
@@ -153,10 +167,20 @@ def write_gguf(model: Any, path: Path, tokens: list[str], token_types: list[int]
     return path
 
 
-def build(directory: Path, *, filename: str = "tiny.gguf", seed: int = 0, max_positions: int = 256) -> TinyGguf:
+def build(
+    directory: Path,
+    *,
+    filename: str = "tiny.gguf",
+    seed: int = 0,
+    max_positions: int = 256,
+    eos_token: str = "<|im_end|>",
+    chat_template: str | None = CHATML_TEMPLATE,
+) -> TinyGguf:
     """A tiny random Llama and ``directory/filename``, the same model as a GGUF file (about 200 KB)."""
     tokens, token_types = vocabulary()
     model = tiny_llama(len(tokens), seed=seed, max_positions=max_positions)
     directory.mkdir(parents=True, exist_ok=True)
-    path = write_gguf(model, directory / filename, tokens, token_types)
+    path = write_gguf(
+        model, directory / filename, tokens, token_types, eos_token=eos_token, chat_template=chat_template
+    )
     return TinyGguf(model=model, path=path, tokens=tokens)
