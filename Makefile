@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= training,dev,postgres
+EXTRAS ?= training,serving,dev,postgres
 PYTEST_ARGS ?=
 
 .PHONY: install test lint format bench bench-learning demo demo-stop demo-status clean train-cpu-test train-cpu train-local \
@@ -15,6 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml setup.cfg constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	bash scripts/install_llama_cpp.sh $(PY)
 	$(PY) -m pip install --quiet --constraint constraints.txt --editable ".[$(EXTRAS)]"
 	touch $@
 

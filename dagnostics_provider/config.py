@@ -89,9 +89,10 @@ OPTIONS: dict[str, Option] = {
             default="ollama",
             description=(
                 "Who analyses failed tasks: ``ollama`` (an Ollama server), ``openai`` (any OpenAI-compatible "
-                "``/v1/chat/completions`` server: vLLM, llama.cpp, OpenAI, gateways) or ``heuristic`` (rules "
-                "only, no model). When the model is down, slow or answers junk, the heuristic result is stored "
-                "with the reason."
+                "``/v1/chat/completions`` server: vLLM, llama.cpp, OpenAI, gateways), ``llamacpp`` (a GGUF model "
+                "loaded into the analysis task itself with llama-cpp-python, no server; needs the ``[serving]`` "
+                "extra, see ``llamacpp_model``) or ``heuristic`` (rules only, no model). When the model is down, "
+                "slow or answers junk, the heuristic result is stored with the reason."
             ),
             example="heuristic",
         ),
@@ -162,6 +163,51 @@ OPTIONS: dict[str, Option] = {
                 "``llm_base_url`` + ``/v1``. API keys are only read from connections."
             ),
             example="http://vllm.internal:8000/v1",
+        ),
+        Option(
+            name="llamacpp_model",
+            type="string",
+            default="",
+            description=(
+                "GGUF file the ``llamacpp`` analyzer loads: a local path or an object storage URL (downloaded once "
+                "into a local cache). Empty means the production model version's GGUF, "
+                "``<version>/ollama/model.gguf``, which deploying the version writes, so promoting or rolling back "
+                "a version changes the model without editing this option. Without either, analyses store the "
+                "heuristic result with the reason."
+            ),
+            example="/opt/airflow/models/dagnostics-slm-v1.2.gguf",
+        ),
+        Option(
+            name="llamacpp_n_ctx",
+            type="integer",
+            default="4096",
+            description=(
+                "Context window, in tokens, the ``llamacpp`` analyzer loads its model with: prompt (instruction "
+                "and up to ``max_context_chars`` of log context) plus answer must fit. 4096 holds the default "
+                "context with room for the answer; 0 means the length the model was trained with. A prompt that "
+                "does not fit falls back to the heuristic with the reason."
+            ),
+            example="8192",
+        ),
+        Option(
+            name="llamacpp_n_threads",
+            type="integer",
+            default="0",
+            description=(
+                "CPU threads the ``llamacpp`` analyzer generates with. 0 means llama-cpp-python's default, half "
+                "the machine's cores, which leaves room for other tasks on the worker."
+            ),
+            example="4",
+        ),
+        Option(
+            name="llamacpp_max_tokens",
+            type="integer",
+            default="1024",
+            description=(
+                "Most tokens of one ``llamacpp`` answer. An analysis is a few hundred tokens; an answer cut off at "
+                "this limit is invalid JSON and falls back to the heuristic with a reason that names this option."
+            ),
+            example="2048",
         ),
         Option(
             name="max_context_chars",
@@ -253,13 +299,26 @@ OPTIONS: dict[str, Option] = {
             example="False",
         ),
         Option(
+            name="deploy_import_format",
+            type="string",
+            default="gguf",
+            description=(
+                "How a deployment hands the merged model to Ollama. ``gguf`` (default): DAGnostics converts it with "
+                "llama.cpp's converter and uploads one GGUF file, which every Ollama version loads for every "
+                "architecture llama.cpp knows, and which the ``llamacpp`` analyzer serves as it is. "
+                "``safetensors``: upload the safetensors folder and let Ollama convert it, which works only for "
+                "the architectures the server's version imports (docs/deployment.md lists them)."
+            ),
+            example="safetensors",
+        ),
+        Option(
             name="llama_cpp_convert_script",
             type="string",
             default="",
             description=(
-                "Path to llama.cpp's ``convert_hf_to_gguf.py``. When set, models whose architecture Ollama cannot "
-                "import from safetensors (GPT-2/DialoGPT, T5...) are converted to GGUF and deployed from that; "
-                "when empty, deploying them fails with the list of supported architectures."
+                "Path to a llama.cpp checkout's ``convert_hf_to_gguf.py`` to export GGUF with. Empty means the "
+                "converter of the pinned llama-cpp-python source distribution, fetched once from the package "
+                "index into ``~/.cache/dagnostics`` (``dagnostics training gguf-converter``)."
             ),
             example="/opt/llama.cpp/convert_hf_to_gguf.py",
         ),

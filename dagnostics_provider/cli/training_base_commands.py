@@ -23,14 +23,20 @@ def _base_model(args: argparse.Namespace) -> int:
     except base_models.BaseModelError as exc:
         raise UserError(str(exc)) from None
     facts = json.loads((location / base_models.PROVENANCE_FILE).read_text(encoding="utf-8"))
+    gguf = base_models.packaged_gguf(args.name)
     if args.format == "json":
-        print(json.dumps({"name": args.name, "location": artifacts.to_uri(location), **facts}), file=args.out)
+        print(
+            json.dumps({"name": args.name, "location": artifacts.to_uri(location), "gguf": str(gguf), **facts}),
+            file=args.out,
+        )
         return 0
     print(
         f"{args.name}: {facts['upstream']} ({facts['parameters']:,} parameters, {facts['quantization']}) from "
         f"{facts['distribution']} {facts['version']}, sha256 verified\n"
         f"  folder: {artifacts.to_uri(location)}\n"
-        f"  use it: --model-name {args.name}   (or [dagnostics] training_base_model = {args.name})",
+        f"  GGUF:   {gguf}\n"
+        f"  train it:   --model-name {args.name}   (or [dagnostics] training_base_model = {args.name})\n"
+        f"  analyse with it in-process: [dagnostics] llm_provider = llamacpp, llamacpp_model = {gguf}",
         file=args.out,
     )
     return 0

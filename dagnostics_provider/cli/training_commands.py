@@ -18,6 +18,7 @@ from typing import Any
 from dagnostics_provider.cli.common import boolean, require_migrated_store
 from dagnostics_provider.cli.training_base_commands import add_base_model_commands
 from dagnostics_provider.cli.training_deploy_commands import add_deploy_commands
+from dagnostics_provider.cli.training_gguf_commands import add_gguf_commands
 from dagnostics_provider.cli.training_model_commands import add_model_commands
 from dagnostics_provider.cli.training_pipeline_commands import add_pipeline_commands
 
@@ -225,6 +226,7 @@ VERBS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     add_base_model_commands,
     add_model_commands,
     add_deploy_commands,
+    add_gguf_commands,
     add_pipeline_commands,
 )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from dagnostics_provider.cli.common import ollama_quantize
+
 _BOOLEAN = ("true", "false")
 
 
@@ -25,7 +27,11 @@ def _deploy_ollama(args: argparse.Namespace) -> int:
     try:
         if args.auto_build == "false":
             built = ollama_deploy.build_only(
-                args.model_dir, model_name=args.model_name, quantize=args.quantize, convert_script=args.convert_script
+                args.model_dir,
+                model_name=args.model_name,
+                quantize=args.quantize,
+                convert_script=args.convert_script,
+                import_format=args.import_format,
             )
             if args.format == "json":
                 print(json.dumps(built.to_dict()), file=args.out)
@@ -44,6 +50,7 @@ def _deploy_ollama(args: argparse.Namespace) -> int:
             alias=args.alias,
             quantize=args.quantize,
             convert_script=args.convert_script,
+            import_format=args.import_format,
             promote=args.promote == "true",
         )
     except _user_errors() as exc:
@@ -108,11 +115,21 @@ def add_deploy_commands(verbs: argparse._SubParsersAction) -> None:
         default="true",
         help="deploy to the server (true) or only write the bundle and print the `ollama create` command (false)",
     )
-    deploy.add_argument("--quantize", help="quantization Ollama applies on create, e.g. q8_0 or q4_K_M (default: none)")
+    deploy.add_argument(
+        "--quantize",
+        type=ollama_quantize,
+        help="quantization Ollama applies on create: f32, f16, bf16, q8_0, q4_K_S or q4_K_M (default: none)",
+    )
     deploy.add_argument(
         "--convert-script",
-        help="llama.cpp convert_hf_to_gguf.py for architectures Ollama cannot import "
-        "(default: [dagnostics] llama_cpp_convert_script)",
+        help="llama.cpp convert_hf_to_gguf.py to export GGUF with (default: [dagnostics] llama_cpp_convert_script, "
+        "else the pinned converter, fetched once)",
+    )
+    deploy.add_argument(
+        "--import-format",
+        choices=("gguf", "safetensors"),
+        help="upload one GGUF file (works on every Ollama version) or the safetensors folder for Ollama's own "
+        "import (some architectures, by server version) (default: [dagnostics] deploy_import_format)",
     )
     deploy.add_argument(
         "--promote",

@@ -8,12 +8,19 @@ template inlined in ``tokenizer_config.json``, the one place Ollama reads it, an
 TEMPLATE derived from the training prompt (:mod:`.modelfile`), so ``ollama create`` from this folder alone gives
 the same model as the REST deployment.
 
+By default the merged folder is then exported as one GGUF file with llama.cpp's own converter
+(:mod:`.llama_cpp_converter`) and only that file is uploaded: Ollama loads a GGUF on every version and for every
+architecture llama.cpp knows, while its own safetensors import covers a few architectures that change between
+versions; the same file is what the in-process ``llamacpp`` analyzer serves. ``safetensors`` import stays
+available for the architectures the server imports.
+
 Before the merge, the derived template is checked against the training prompt of a real example, and the
 architecture against what Ollama imports, so a deployment that cannot work fails before the expensive part.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import shutil
@@ -22,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dagnostics_provider import config, prompt_format
-from dagnostics_provider.deploy import architectures, gguf, modelfile
+from dagnostics_provider.deploy import architectures, gguf, llama_cpp_converter, modelfile
 from dagnostics_provider.training.evaluation import read_training_info
 from dagnostics_provider.training.layout import ADAPTER_DIR, TOKENIZER_DIR
 
@@ -98,15 +105,21 @@ def build_bundle(
     quantize: str | None = None,
     convert_script: str | None = None,
     output_dir: Path | None = None,
+    import_format: str | None = None,
+    ollama_version: str | None = None,
 ) -> Bundle:
     """Merge, save and describe ``model_dir`` for Ollama in ``output_dir`` (default ``<model_dir>/ollama``).
 
-    The folder is rebuilt from scratch each time, so a bundle left half-written by a crash is never uploaded.
+    ``import_format`` (default ``[dagnostics] deploy_import_format``) is ``gguf``, a GGUF file exported with
+    llama.cpp's converter, or ``safetensors``, the folder for Ollama's own converter, which must import the
+    architecture in ``ollama_version`` (None: a current server). The folder is rebuilt from scratch each time, so
+    a bundle left half-written by a crash is never uploaded.
     """
     from dagnostics_provider.training import model_loading
 
     info = read_training_info(model_dir)
-    route = architectures.import_route(info["architecture"], convert_script)
+    route = _route(import_format or config.get("deploy_import_format"), info["architecture"], ollama_version)
+    script = llama_cpp_converter.converter_script(convert_script) if route == architectures.GGUF else None
     tokenizer = model_loading.load_tokenizer(str(model_dir / TOKENIZER_DIR))
     if info.get("chat_template") and not tokenizer.chat_template:
         tokenizer.chat_template = info["chat_template"]
@@ -117,6 +130,8 @@ def build_bundle(
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     max_positions = _merge(info, model_dir / ADAPTER_DIR, directory)
+    if route == architectures.SAFETENSORS:  # what Ollama goes by: the merged config's architectures[0]
+        architectures.check_safetensors_import(architectures.config_architecture(directory), ollama_version)
     # Inline the chat template in tokenizer_config.json: Ollama reads it only from there.
     tokenizer.save_pretrained(directory, save_jinja_files=False)
     spec = modelfile.ModelfileSpec(
@@ -128,9 +143,9 @@ def build_bundle(
             num_ctx=_num_ctx(int(info["max_length"]), max_positions),
         ),
     )
-    if route == architectures.GGUF:
+    if script is not None:
         outtype, quantize = gguf.outtypes(quantize)
-        gguf.convert(convert_script, directory, directory / GGUF_FILE, outtype)
+        gguf.convert(script, directory, directory / GGUF_FILE, outtype)
         files, source = (GGUF_FILE,), f"./{GGUF_FILE}"
     else:
         files, source = _upload_files(directory), "."
@@ -141,6 +156,17 @@ def build_bundle(
     (directory / MODELFILE).write_text(modelfile.modelfile_text(source, spec, comment=comment), encoding="utf-8")
     log.info("Ollama bundle of %s (%s import) written to %s", model_dir.name, route, directory)
     return Bundle(directory=directory, files=files, spec=spec, route=route, quantize=quantize)
+
+
+def _route(import_format: str, architecture: str, ollama_version: str | None) -> architectures.Route:
+    """The import format asked for, once it is known to work for this model's architecture on that server."""
+    chosen = import_format.strip().lower()
+    if chosen == architectures.GGUF:
+        return architectures.GGUF
+    if chosen == architectures.SAFETENSORS:
+        architectures.check_safetensors_import(architecture, ollama_version)
+        return architectures.SAFETENSORS
+    raise ValueError(f"import format must be gguf or safetensors, got {import_format!r}")
 
 
 def _merge(info: dict[str, Any], adapter_dir: Path, directory: Path) -> int | None:
@@ -158,8 +184,31 @@ def _merge(info: dict[str, Any], adapter_dir: Path, directory: Path) -> int | No
     merged = model.merge_and_unload()
     dtype = published_dtype(merged.name_or_path, trust_remote_code=trust_remote_code, revision=base.revision)
     merged.to(getattr(torch, dtype)).save_pretrained(directory)
+    publish_converter_settings(directory / "config.json")
     log.info("Merged model saved as %s safetensors", dtype)
     return base.max_positions
+
+
+def publish_converter_settings(config_file: Path) -> None:
+    """Repeat settings transformers 5 moved or renamed in config.json where the GGUF converters read them.
+
+    transformers 5 writes ``rope_theta`` and the scaling only inside ``rope_parameters``; Ollama's llama and qwen2
+    safetensors converters read only the top-level ``rope_theta``/``rope_scaling`` and otherwise fall back to their
+    defaults (10 000 for Llama, where SmolLM2 needs 100 000; 0 for Qwen2), so the imported model would answer with
+    the wrong positions while every schema check still passes. A GPT-2 config made by transformers 5 has no
+    ``n_ctx``, which llama.cpp's GPT-2 converter requires.
+    """
+    settings = json.loads(config_file.read_text(encoding="utf-8"))
+    rope = settings.get("rope_parameters")
+    if isinstance(rope, dict):
+        if "rope_theta" in rope and "rope_theta" not in settings:
+            settings["rope_theta"] = rope["rope_theta"]
+        scaling = {key: value for key, value in rope.items() if key != "rope_theta"}
+        if scaling.get("rope_type", "default") != "default" and not settings.get("rope_scaling"):
+            settings["rope_scaling"] = {"type": scaling["rope_type"], **scaling}
+    if settings.get("model_type") == "gpt2" and "n_ctx" not in settings and "n_positions" in settings:
+        settings["n_ctx"] = settings["n_positions"]
+    config_file.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def published_dtype(source: str, *, trust_remote_code: bool = False, revision: str | None = None) -> str:

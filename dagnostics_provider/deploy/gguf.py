@@ -1,9 +1,10 @@
-"""GGUF conversion with llama.cpp's ``convert_hf_to_gguf.py``, for architectures Ollama cannot import itself.
+"""GGUF export with llama.cpp's ``convert_hf_to_gguf.py``: the file every Ollama version and llama.cpp load.
 
-The script is the user's own llama.cpp checkout (``[dagnostics] llama_cpp_convert_script``): DAGnostics does not
-ship or download it. It runs as ``python <script> <merged model folder> --outfile model.gguf --outtype <type>`` in
-a subprocess whose output goes to the log, and its result is checked for the GGUF magic number so a script that
-"succeeds" without writing a model fails here rather than inside Ollama.
+The script is the pinned one from the llama-cpp-python source distribution (:mod:`.llama_cpp_converter`) or a
+user's own llama.cpp checkout (``[dagnostics] llama_cpp_convert_script``). It runs as
+``python <script> <merged model folder> --outfile model.gguf --outtype <type>`` in a subprocess whose output goes
+to the log, and its result is checked for the GGUF magic number so a script that "succeeds" without writing a
+model fails here rather than inside Ollama.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
 # convert_hf_to_gguf.py writes these itself; any other quantization is left to Ollama's create.
-_CONVERTER_OUTTYPES = ("f16", "q8_0")
+_CONVERTER_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 
 
 class GGUFConversionError(RuntimeError):
@@ -27,8 +28,9 @@ class GGUFConversionError(RuntimeError):
 def outtypes(quantize: str | None) -> tuple[str, str | None]:
     """(the converter's ``--outtype``, the quantization still to ask Ollama for).
 
-    ``q8_0`` is written directly by the converter; Ollama refuses to quantize an already quantized GGUF, so it is
-    not asked again. Other types (``q4_K_M``...) start from an f16 GGUF that Ollama quantizes during create.
+    ``f32``, ``bf16`` and ``q8_0`` are written directly by the converter; Ollama refuses to quantize an already
+    quantized GGUF, so it is not asked again. The k-quants (``q4_K_M``...) start from an f16 GGUF that Ollama
+    quantizes during create.
     """
     if quantize and quantize.lower() in _CONVERTER_OUTTYPES:
         return quantize.lower(), None

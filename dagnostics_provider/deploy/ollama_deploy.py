@@ -14,16 +14,18 @@ copied back. Versions stay on the server under their own tags, which is what mak
 from __future__ import annotations
 
 import logging
-import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dagnostics_provider import config, prompt_format
+from dagnostics_provider import artifacts, config, prompt_format
 from dagnostics_provider.analysis.llm import parse_answer
 from dagnostics_provider.analysis.schema import AnalysisResult, InvalidAnalysis, json_schema
+from dagnostics_provider.deploy import architectures
 from dagnostics_provider.deploy import bundle as bundles
 from dagnostics_provider.deploy.modelfile import ModelfileSpec
+from dagnostics_provider.deploy.ollama_rules import check_model_name, check_quantize
 from dagnostics_provider.deploy.upload import upload_files
 from dagnostics_provider.hooks.llm_errors import LLMError, LLMNotFound
 from dagnostics_provider.hooks.ollama import OllamaHook, canonical_model_name
@@ -33,11 +35,6 @@ from dagnostics_provider.training import registry
 from dagnostics_provider.training.evaluation import read_training_info
 
 log = logging.getLogger(__name__)
-
-# Ollama's model names: [host/][namespace/]model[:tag], parts of letters, digits, "_", "-" and "." (no ".."),
-# at most 128 characters in all (types/model/name.go).
-_MODEL_NAME = re.compile(r"^(?:[A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+(?::[A-Za-z0-9_.-]+)?$")
-MAX_MODEL_NAME_CHARS = 128
 
 
 class DeployError(RuntimeError):
@@ -93,16 +90,6 @@ def ollama_hook(conn_id: str | None = None) -> OllamaHook:
     return OllamaHook(conn_id or config.get("llm_conn_id").strip() or OllamaHook.default_conn_name)
 
 
-def check_model_name(name: str) -> str:
-    """``name`` if Ollama accepts it as a model name; a :class:`ValueError` that says why otherwise."""
-    if len(name) > MAX_MODEL_NAME_CHARS or ".." in name or not _MODEL_NAME.match(name):
-        raise ValueError(
-            f"{name!r} is not a valid Ollama model name: [namespace/]model[:tag] of letters, digits, '_', '-' and "
-            f"'.', at most {MAX_MODEL_NAME_CHARS} characters"
-        )
-    return name
-
-
 def version_tag(version: str, model_name: str) -> str:
     """The version's own Ollama name: ``model_name`` as given when it has a tag, else tagged ``vMAJOR.MINOR``."""
     if ":" in model_name.rsplit("/", 1)[-1]:
@@ -133,11 +120,14 @@ def build_only(
     model_name: str | None = None,
     quantize: str | None = None,
     convert_script: str | None = None,
+    import_format: str | None = None,
 ) -> BundleResult:
     """Write the bundle and say how to build it with ``ollama create``; nothing is sent to a server."""
+    quantize = check_quantize(quantize)
     local, version = _version_dir(model_dir)
     tag = version_tag(version, model_name or _default_model_name(config.get("deploy_alias")))
-    bundle = bundles.build_bundle(local, quantize=quantize, convert_script=_convert_script(convert_script))
+    bundle = bundles.build_bundle(local, quantize=quantize, convert_script=convert_script, import_format=import_format)
+    _publish_gguf(model_dir, bundle)
     return BundleResult(version, tag, str(bundle.directory), bundle.create_command(tag))
 
 
@@ -149,12 +139,15 @@ def deploy(
     alias: str | None = None,
     quantize: str | None = None,
     convert_script: str | None = None,
+    import_format: str | None = None,
     promote: bool = True,
 ) -> DeployResult:
     """Deploy the registered version in ``model_dir`` to ``hook``'s server and, with ``promote``, make it serve.
 
     Raises :class:`DeployError` (with the cause chained) when anything fails; production is then unchanged.
+    A name or quantization Ollama would refuse raises :class:`ValueError` before anything is done.
     """
+    quantize = check_quantize(quantize)
     local, version = _version_dir(model_dir)
     alias = check_model_name(alias or config.get("deploy_alias"))
     tag = version_tag(version, model_name or _default_model_name(alias))
@@ -170,7 +163,14 @@ def deploy(
     existed, created, bundle_dir = None, False, None
     try:
         existed = hook.has_model(tag)
-        bundle = bundles.build_bundle(local, quantize=quantize, convert_script=_convert_script(convert_script))
+        bundle = bundles.build_bundle(
+            local,
+            quantize=quantize,
+            convert_script=convert_script,
+            import_format=import_format,
+            ollama_version=_server_version(hook),
+        )
+        _publish_gguf(model_dir, bundle)
         bundle_dir = str(bundle.directory)
         files = upload_files(hook, bundle.directory, bundle.files)
         spec = bundle.spec
@@ -304,5 +304,26 @@ def _delete_quietly(hook: OllamaHook, model: str) -> None:
         log.warning("Could not delete %s after the failed attempt: %s", model, exc)
 
 
-def _convert_script(explicit: str | None) -> str | None:
-    return explicit or config.get("llama_cpp_convert_script").strip() or None
+def _server_version(hook: OllamaHook) -> str | None:
+    """The server's version, which decides the architectures its safetensors import takes; None if it won't say."""
+    try:
+        return hook.version() or None
+    except LLMError as exc:
+        log.warning("Ollama at %s did not say its version (%s); assuming a current one", hook.base_url, exc)
+        return None
+
+
+def _publish_gguf(model_dir: str | Path, bundle: bundles.Bundle) -> None:
+    """Put the exported GGUF (and its Modelfile) into the version folder when that lives in object storage.
+
+    The bundle is built in a local copy of the version; the ``llamacpp`` analyzer on other workers looks for the
+    production version's ``ollama/model.gguf`` at the version's own URI.
+    """
+    location = artifacts.to_path(str(model_dir))
+    if artifacts.is_local(location) or bundle.route != architectures.GGUF:
+        return
+    target = location / bundles.BUNDLE_DIR
+    for name in (bundles.GGUF_FILE, bundles.MODELFILE):
+        with (bundle.directory / name).open("rb") as data, artifacts.atomic_writer(target / name) as out:
+            shutil.copyfileobj(data, out, 1 << 20)
+    log.info("Published %s to %s", bundles.GGUF_FILE, artifacts.to_uri(target))

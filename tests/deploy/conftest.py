@@ -165,6 +165,12 @@ def fake(monkeypatch) -> Iterator[FakeOllama]:
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _gguf_export_with_the_real_converter(tiny_converter, monkeypatch) -> None:
+    """Every deployment in these tests exports GGUF with llama.cpp's converter, as deployments do by default."""
+    monkeypatch.setenv("AIRFLOW__DAGNOSTICS__LLAMA_CPP_CONVERT_SCRIPT", str(tiny_converter))
+
+
 @pytest.fixture
 def converter(tmp_path) -> Path:
     """A stand-in for llama.cpp's convert_hf_to_gguf.py: it records its arguments and writes a file with GGUF's

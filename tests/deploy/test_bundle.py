@@ -16,7 +16,7 @@ from tests.deploy.test_modelfile import parse_modelfile
 
 
 def test_bundle_holds_the_merged_model_tokenizer_and_modelfile(trained, tmp_path):
-    bundle = build_bundle(trained.v10, output_dir=tmp_path / "bundle")
+    bundle = build_bundle(trained.v10, import_format="safetensors", output_dir=tmp_path / "bundle")
     directory = bundle.directory
     assert bundle.route == architectures.SAFETENSORS and bundle.quantize is None
     assert bundle.files == (
@@ -58,14 +58,15 @@ def test_bundle_holds_the_merged_model_tokenizer_and_modelfile(trained, tmp_path
     )
 
 
-def test_unsupported_architecture_is_refused_before_merging(trained, tmp_path):
+def test_safetensors_import_of_an_unsupported_architecture_is_refused_before_merging(trained, tmp_path):
     with pytest.raises(architectures.UnsupportedArchitecture) as refused:
-        build_bundle(trained.gpt2, output_dir=tmp_path / "bundle")
+        build_bundle(trained.gpt2, import_format="safetensors", output_dir=tmp_path / "bundle")
     message = str(refused.value)
     assert "cannot import 'gpt2' models from safetensors" in message
-    for supported in ("llama", "mistral", "gemma2", "phi3", "qwen2"):
+    for supported in ("LlamaForCausalLM (llama)", "Gemma2ForCausalLM (gemma2)", "Qwen2ForCausalLM (qwen2)"):
         assert supported in message
-    assert "llama_cpp_convert_script" in message
+    assert "MistralForCausalLM" not in message  # dropped by Ollama 0.6.5
+    assert "--import-format gguf" in message
     assert not (tmp_path / "bundle").exists()
 
 

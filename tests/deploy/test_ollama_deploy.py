@@ -3,6 +3,7 @@ and the analyzer following the promoted model."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import ollama
@@ -19,7 +20,14 @@ from dagnostics_provider.store.models import DeploymentStatus
 from dagnostics_provider.training import registry
 from tests.deploy.conftest import ALIAS, ANALYSIS, TAG10, TAG11, V10, V11, register
 
-BUNDLE_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+BUNDLE_FILES = ("model.gguf",)  # the default import format: one GGUF file
+SAFETENSORS_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+)
 
 
 def assert_serving(fake, tag: str, version: str) -> None:
@@ -87,8 +95,7 @@ def test_upload_progress_is_logged(registered, fake, caplog):
     caplog.set_level("INFO", logger="dagnostics_provider.deploy.upload")
     deploy(registered.v10, ollama_hook())
     assert any(
-        "Uploading model.safetensors:" in message and "(100%)" in message and "/s" in message
-        for message in caplog.messages
+        "Uploading model.gguf:" in message and "(100%)" in message and "/s" in message for message in caplog.messages
     )
 
 
@@ -192,13 +199,48 @@ def test_rollback_refuses_what_it_cannot_do(registered, fake):
     assert_serving(fake, TAG11, V11)
 
 
-def test_unsupported_architecture_fails_with_the_supported_ones(store, trained, fake):
+def test_a_gpt2_version_deploys_as_gguf_and_safetensors_import_is_refused_early(store, trained, fake):
     register(trained.v10)
-    register(trained.gpt2)
+    version = register(trained.gpt2)
     with pytest.raises(DeployError, match=r"cannot import 'gpt2' models from safetensors.*qwen2") as failure:
-        deploy(trained.gpt2, ollama_hook())
+        deploy(trained.gpt2, ollama_hook(), import_format="safetensors")
     assert get_deployment(failure.value.deployment_id).status == DeploymentStatus.failed
     assert not fake.blobs and not fake.json_requests("/api/create")
+
+    result = deploy(trained.gpt2, ollama_hook())  # the default: GGUF, which Ollama loads for any architecture
+    [create] = fake.json_requests("/api/create")
+    assert create["files"] == {"model.gguf": file_digest(trained.gpt2 / "ollama" / "model.gguf")}
+    assert create["template"] == "### System:\n{{ .System }}\n\n### User:\n{{ .Prompt }}\n\n### Assistant:\n"
+    assert result.tag == "dagnostics-slm:v2.0" and registry.production_version() == version
+
+
+def test_safetensors_import_sends_the_rope_settings_ollama_reads(registered, fake):
+    deploy(registered.v10, ollama_hook(), import_format="safetensors")
+    [create] = fake.json_requests("/api/create")
+    assert sorted(create["files"]) == list(SAFETENSORS_FILES)
+    bundle_config = registered.v10 / "ollama" / "config.json"
+    rope_theta = json.loads(bundle_config.read_text())["rope_parameters"]["rope_theta"]
+    # What the server would run with: Ollama reads only the top-level rope_theta (else 10 000 for Llama).
+    assert fake.models[TAG10].rope_freq_base == rope_theta
+
+
+def test_safetensors_import_is_checked_against_the_servers_version(registered, fake, monkeypatch, tmp_path):
+    """Ollama 0.6.4 imports a Mistral fine-tune from safetensors, 0.6.5 and later do not: the server's version
+    decides, before anything is merged or uploaded."""
+    import shutil
+
+    version_dir = tmp_path / V11
+    shutil.copytree(registered.v11, version_dir)
+    info_file = version_dir / "training_info.json"
+    info_file.write_text(json.dumps({**json.loads(info_file.read_text()), "architecture": "mistral"}))
+    monkeypatch.setattr(fake, "version", "0.6.5")
+    with pytest.raises(DeployError, match=r"Ollama 0\.6\.5 cannot import 'mistral' models from safetensors"):
+        deploy(version_dir, ollama_hook(), import_format="safetensors")
+    assert not fake.blobs
+
+    monkeypatch.setattr(fake, "version", "0.6.4")
+    deploy(version_dir, ollama_hook(), import_format="safetensors")
+    assert sorted(fake.models[TAG11].files) == list(SAFETENSORS_FILES)
 
 
 def test_gguf_deploy_with_the_configured_converter(store, trained, fake, converter, monkeypatch):

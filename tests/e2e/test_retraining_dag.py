@@ -48,7 +48,7 @@ SMOKE_ANSWER = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, request):
+def world(tmp_path_factory, request, tiny_converter):
     home = tmp_path_factory.mktemp("retraining-home")
     airflow = AirflowEnv(home)
     airflow.migrate(cache_dir=request.config.cache.mkdir("dagnostics-airflow-db"))
@@ -65,6 +65,8 @@ def world(tmp_path_factory, request):
             "AIRFLOW__DAGNOSTICS__SQL_ALCHEMY_CONN": store_url,
             "AIRFLOW__DAGNOSTICS__ARTIFACT_ROOT": str(home / "artifacts"),
             "AIRFLOW__DAGNOSTICS__LLM_BASE_URL": fake.url,
+            # The deploy task exports GGUF with llama.cpp's converter, taught the tiny test tokenizer.
+            "AIRFLOW__DAGNOSTICS__LLAMA_CPP_CONVERT_SCRIPT": str(tiny_converter),
             "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1",
         }

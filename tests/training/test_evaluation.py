@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from dagnostics_provider.training import registry
-from dagnostics_provider.training.evaluation import evaluate_version
+from dagnostics_provider import prompt_format
+from dagnostics_provider.training import model_loading, registry, sft_data
+from dagnostics_provider.training.evaluation import LoadedModel, evaluate_version, generate_answers
 from dagnostics_provider.training.metrics import METRIC_NAMES
 from dagnostics_provider.training.trainer import train
 from tests.training import tiny_models
@@ -80,6 +81,38 @@ def test_seq2seq_generation_is_evaluated(env, data, tmp_path):
     results = evaluate_version(version_dir, data[1], include_base=False, max_new_tokens=16)
     _assert_all_metrics(results["fine_tuned"], 6)
     assert results["base"] is None and results["production"] is None
+
+
+# A Qwen2.5-style template whose turns end with a plain-text marker of several tokens.
+PLAIN_END_TEMPLATE = tiny_models.CHATML_TEMPLATE.replace("'<|im_end|>' + '\n'", "'\n### End\n'")
+
+
+def _scripted_answers(directory, chat_template: str, ending: list[str]) -> tuple[list[str], str]:
+    """What a Qwen2.5-style model (EOS ``<|endoftext|>``) answers when it says three tokens, then ``ending``, then
+    the same token over and over; and the three tokens as text, which is all its answer should be."""
+    from transformers import AutoModelForCausalLM
+
+    base = tiny_models.llama(directory, eos="<|endoftext|>")
+    tokenizer = model_loading.load_tokenizer(str(base))
+    tokenizer.chat_template = chat_template
+    model = AutoModelForCausalLM.from_pretrained(base).eval()
+    contexts = [row["input"].removeprefix(prompt_format.INPUT_HEADER) for row in tiny_models.rows(3, seed=5)]
+    words = [300, 301, 302]
+    ending_ids = [i for text in ending for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    after = sft_data.prompt_ids(tokenizer, contexts[0], sft_data.CHAT_TEMPLATE)[-1]
+    tiny_models.script_answers(model, after, [*words, *ending_ids, 303])
+    loaded = LoadedModel(model, tokenizer, sft_data.CHAT_TEMPLATE, model_loading.CAUSAL_LM, 512)
+    return generate_answers(loaded, contexts, max_new_tokens=12, batch_size=2), tokenizer.decode(words).strip()
+
+
+def test_generation_stops_at_an_end_of_turn_token_that_is_not_eos(env, tmp_path):
+    answers, said = _scripted_answers(tmp_path / "qwen", tiny_models.CHATML_TEMPLATE, ["<|im_end|>"])
+    assert answers == [said] * 3  # not the token repeated after <|im_end|> up to max_new_tokens
+
+
+def test_an_answer_is_cut_at_an_end_of_turn_marker_of_several_tokens(env, tmp_path):
+    answers, said = _scripted_answers(tmp_path / "qwen", PLAIN_END_TEMPLATE, ["### End"])
+    assert answers == [said] * 3
 
 
 def test_operator_then_cli_train_reuse_promote_and_compare(env, llama_dir, data, capsys):

@@ -2,9 +2,10 @@
 
 Nothing may be downloaded in tests, so every model here is built on the fly from a config with a tokenizer
 trained in milliseconds on the dataset's own text. They have the architectures of real bases: Llama (SmolLM2,
-with a ChatML chat template like SmolLM2-Instruct), GPT-2 (DialoGPT, no chat template), T5 (flan-t5) and an
-encoder-only DistilBERT (which training must refuse). Their outputs are noise; their shapes, special tokens and
-file layouts are the real thing, so everything around the model is tested for real.
+with a ChatML chat template like SmolLM2-Instruct, or Qwen2.5's EOS that is not the end-of-turn marker), GPT-2
+(DialoGPT, no chat template), T5 (flan-t5) and an encoder-only DistilBERT (which training must refuse). Their
+outputs are noise; their shapes, special tokens and file layouts are the real thing, so everything around the model
+is tested for real. :func:`script_answers` makes a Llama say exactly what a test needs, without training it.
 """
 
 from __future__ import annotations
@@ -169,9 +170,18 @@ def _save_tokenizer(tok, directory: Path, chat_template: str | None = None, **sp
 
 
 def llama(
-    directory: Path, *, chat_template: bool = True, hidden: int = 32, max_positions: int = 1024, seed: int = 0
+    directory: Path,
+    *,
+    chat_template: bool = True,
+    hidden: int = 32,
+    max_positions: int = 1024,
+    seed: int = 0,
+    eos: str = "<|im_end|>",
 ) -> Path:
-    """A 2-layer Llama with a ChatML tokenizer (like SmolLM2-Instruct); ``chat_template=False`` leaves it out."""
+    """A 2-layer Llama with a ChatML tokenizer (like SmolLM2-Instruct); ``chat_template=False`` leaves it out.
+
+    ``eos="<|endoftext|>"`` makes it Qwen2.5-style: turns still end with ``<|im_end|>``, which is then not EOS.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -181,7 +191,7 @@ def llama(
         directory,
         CHATML_TEMPLATE if chat_template else None,
         bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
+        eos_token=eos,
         pad_token="<|endoftext|>",
         unk_token="<|endoftext|>",
     )
@@ -278,3 +288,27 @@ def quick_params(model_dir: Path, **overrides):
 
     defaults = {"epochs": 1.0, "batch_size": 4, "max_length": 512, "logging_steps": 2, "learning_rate": 5e-3}
     return TrainingParams(model_name=str(model_dir), **{**defaults, **overrides})
+
+
+def script_answers(model, after: int, answer: list[int]) -> None:
+    """Make a tiny Llama answer ``answer`` greedily after the token ``after``, then repeat its last token forever.
+
+    The attention and MLP outputs are zeroed, so each position's hidden state is its token's embedding; the chain's
+    tokens get orthogonal embeddings and an untied head maps each to the next. Nothing is trained, yet what the
+    model says is known exactly, so a test can see where generation stops (the tokens must all differ).
+    """
+    import torch
+
+    chain = [after, *answer]
+    assert len(set(chain)) == len(chain) <= model.config.hidden_size, "a chain of distinct tokens, one per dimension"
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embeddings = torch.zeros_like(model.model.embed_tokens.weight)
+        head = torch.zeros_like(embeddings)
+        for dimension, (token, following) in enumerate(zip(chain, [*answer, answer[-1]], strict=True)):
+            embeddings[token, dimension] = 1.0
+            head[following, dimension] = 10.0
+        model.model.embed_tokens.weight = torch.nn.Parameter(embeddings)
+        model.lm_head.weight = torch.nn.Parameter(head)
