@@ -110,13 +110,13 @@ def compare_engines(
     kept = [(i, context) for i, context in enumerate(fitted) if context is not None]
     schema = json_schema()
     started = time.monotonic()
-    reference = evaluation.generate_answers(
-        loaded,
-        [c for _, c in kept],
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        constraint=SchemaGrammar(gguf_files[0], schema),
-    )
+    constraint = SchemaGrammar(gguf_files[0], schema)
+    try:
+        reference = evaluation.generate_answers(
+            loaded, [c for _, c in kept], max_new_tokens=max_new_tokens, batch_size=batch_size, constraint=constraint
+        )
+    finally:
+        constraint.close()
     log.info(
         "transformers answered %d example(s) under the schema grammar in %.1f s", len(kept), time.monotonic() - started
     )

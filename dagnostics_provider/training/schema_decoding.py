@@ -49,6 +49,10 @@ class SchemaGrammar:
         # Build one state now, so a schema llama.cpp refuses fails here with its reason, not mid-generation.
         self.new_state().close()
 
+    def close(self) -> None:
+        """Free the vocabulary model now rather than in llama-cpp-python's finaliser at interpreter exit."""
+        self._llama.close()
+
     def new_state(self) -> GrammarState:
         sampler = self._lc.llama_sampler_init_grammar(self._vocab, self._text, _GRAMMAR_ROOT)
         if not sampler:
