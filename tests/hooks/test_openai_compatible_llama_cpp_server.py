@@ -8,7 +8,6 @@ test accepts an analysis or a fallback with the reason, and checks the answer wa
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from dagnostics_provider.analysis.llm import LLMAnalyzer
 from dagnostics_provider.analysis.schema import AnalysisResult, json_schema
 from dagnostics_provider.hooks.openai_compatible import OpenAICompatibleHook
 from dagnostics_provider.prompt_format import chat_messages
+from tests.airflow_env import free_port
 from tests.training import tiny_gguf
 
 ALIAS = "tiny-analyzer"
@@ -33,12 +33,6 @@ HEURISTIC = AnalysisResult(error_message="disk full", category="resource_error",
 STARTUP_S = 90
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """``python -m llama_cpp.server`` on a tiny GGUF; yields its base URL (``.../v1``)."""
@@ -46,7 +40,7 @@ def server(tmp_path_factory):
 
     directory = tmp_path_factory.mktemp("llama-cpp-server")
     model = tiny_gguf.build(directory).path
-    port = _free_port()
+    port = free_port()
     log_path = directory / "server.log"
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", ALIAS]
     command += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(N_CTX), "--verbose", "false"]

