@@ -5,34 +5,48 @@ it is always loaded, also where ``plugins_folder`` is not shared) and in the pro
 (so ``airflow providers`` shows it).  It must stay cheap to import: every Airflow component imports it.
 
 It contributes the failure listener and the "DAGnostics Feedback" review UI: a Flask-AppBuilder view that the
-FAB provider serves under ``/pluginsv2/dagnostics/`` (``appbuilder_views``), plus an ``external_views`` entry
-that puts "DAGnostics Feedback" into Airflow 3's navigation and shows the view there in a frame.
+FAB provider serves under ``/pluginsv2/dagnostics/`` (``appbuilder_views``), plus two ``external_views``: one
+puts "DAGnostics Feedback" into Airflow 3's navigation, the other adds a "Diagnosis" tab to every task instance
+(both show the view in a frame).
 """
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
-from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 
+from dagnostics_provider import links
 from dagnostics_provider.plugins.listener import failure_listener
 
 FEEDBACK = "DAGnostics Feedback"
-FEEDBACK_ROUTE = "/pluginsv2/dagnostics/"
+DIAGNOSIS = "Diagnosis"
+
+
+def _icon() -> str:
+    return f"{links.airflow_base_path()}{links.FEEDBACK_ROUTE}static/dagnostics/icon.svg"
 
 
 def _feedback_nav_item() -> dict[str, Any]:
     """The navigation entry; its links live under ``[api] base_url``'s path, like every Airflow page."""
-    base = urlsplit(conf.get("api", "base_url", fallback="/") or "/").path.rstrip("/")
     return {
         "name": FEEDBACK,
-        "href": f"{base}{FEEDBACK_ROUTE}",
-        "icon": f"{base}{FEEDBACK_ROUTE}static/dagnostics/icon.svg",
+        "href": f"{links.airflow_base_path()}{links.FEEDBACK_ROUTE}",
+        "icon": _icon(),
         "destination": "nav",
-        "url_route": "dagnostics-feedback",
+        "url_route": links.FEEDBACK_URL_ROUTE,
         "nav_top_level": True,  # its own item, not one entry of a generic "Plugins" menu
+    }
+
+
+def _diagnosis_tab() -> dict[str, Any]:
+    """A tab on every task instance; Airflow's UI fills the task instance's identity into the href."""
+    return {
+        "name": DIAGNOSIS,
+        "href": links.diagnosis_view_href_template(),
+        "icon": _icon(),
+        "destination": "task_instance",
+        "url_route": links.DIAGNOSIS_URL_ROUTE,
     }
 
 
@@ -64,5 +78,5 @@ class _DeferredViews:
 class DagnosticsPlugin(AirflowPlugin):
     name = "dagnostics"
     listeners = [failure_listener]
-    external_views = [_feedback_nav_item()]
+    external_views = [_feedback_nav_item(), _diagnosis_tab()]
     appbuilder_views = _DeferredViews()

@@ -46,18 +46,22 @@ def _review_form(page: str, **changes: str) -> dict[str, str]:
     return form
 
 
-def test_the_plugin_adds_a_navigation_item_and_the_fab_views(ui_server):
+def test_the_plugin_adds_a_navigation_item_a_task_instance_tab_and_the_fab_views(ui_server):
     token = ui_server.token("admin")
     plugins = requests.get(
         f"{ui_server.base_url}/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}, timeout=30
     ).json()["plugins"]
     (plugin,) = [p for p in plugins if p["name"] == "dagnostics"]
-    (nav,) = plugin["external_views"]
+    nav, tab = plugin["external_views"]
     assert (nav["name"], nav["href"], nav["destination"], nav["nav_top_level"]) == (
         "DAGnostics Feedback",
         f"{UI_PREFIX}/",
         "nav",
         True,
+    )
+    assert (tab["name"], tab["destination"], tab["url_route"]) == ("Diagnosis", "task_instance", "dagnostics-diagnosis")
+    assert tab["href"] == (
+        f"{UI_PREFIX}/diagnosis?dag_id={{DAG_ID}}&run_id={{RUN_ID}}&task_id={{TASK_ID}}&map_index={{MAP_INDEX}}"
     )
     assert {v["category"] for v in plugin["appbuilder_views"]} == {"DAGnostics Feedback"}
     assert (

@@ -129,16 +129,21 @@ def test_the_plugin_registers_the_view_and_the_navigation_item_without_importing
         "import sys\n"
         "from dagnostics_provider.plugins.dagnostics_plugin import DagnosticsPlugin as P\n"
         "assert 'flask_appbuilder' not in sys.modules, 'the plugin module must stay cheap to import'\n"
-        "(nav,) = P.external_views\n"
+        "nav, tab = P.external_views\n"
         "print(nav['name'], nav['href'], nav['url_route'], nav['destination'], nav['nav_top_level'])\n"
+        "print(tab['name'], tab['href'], tab['url_route'], tab['destination'])\n"
         "print(sorted({v['category'] for v in P.appbuilder_views}), [v['name'] for v in P.appbuilder_views])\n"
         "print(type(P.appbuilder_views[0]['view']).__name__, P.appbuilder_views is P.appbuilder_views)\n"
     )
     env = {"AIRFLOW__API__BASE_URL": "https://airflow.example.com/team-a/", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    nav, views, view = done.stdout.splitlines()[-3:]
+    nav, tab, views, view = done.stdout.splitlines()[-4:]
     assert nav == "DAGnostics Feedback /team-a/pluginsv2/dagnostics/ dagnostics-feedback nav True"
+    assert tab == (
+        "Diagnosis /team-a/pluginsv2/dagnostics/diagnosis?dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}"
+        "&map_index={MAP_INDEX} dagnostics-diagnosis task_instance"
+    )
     assert views == "['DAGnostics Feedback'] ['Review queue', 'Feedback statistics', 'Feedback export']"
     assert view == "DagnosticsFeedbackView True"
 

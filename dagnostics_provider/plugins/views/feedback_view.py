@@ -15,7 +15,9 @@ Routes (relative to ``/pluginsv2/dagnostics``)::
     GET  /next                   go to the next unreviewed item                               read
     GET  /stats                  statistics                                                   read
     GET  /export                 export form                                                  read
+    GET  /diagnosis              one task instance's diagnosis (the Airflow "Diagnosis" tab)   read
     GET  /api/queue              the queue as JSON                                          read
+    GET  /api/diagnosis          one task instance's diagnosis as JSON                      read
     GET  /api/feedback/stats     statistics as JSON (the guide's feedback/stats)            read
     GET  /api/feedback/export    reviewed feedback as JSONL or CSV (download)              read
     POST /api/reviews            submit a review as JSON                                   review (+ CSRF with cookies)
@@ -31,13 +33,12 @@ from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 from flask import Response, jsonify, redirect, render_template, request, url_for
 from flask_appbuilder import BaseView, expose
 from sqlalchemy.exc import SQLAlchemyError
 
-from dagnostics_provider import __version__
+from dagnostics_provider import __version__, links
 from dagnostics_provider.analysis.schema import CATEGORIES, CATEGORY_DEFINITIONS, CATEGORY_EXAMPLES, SEVERITIES
 from dagnostics_provider.plugins.views import csrf
 from dagnostics_provider.plugins.views.auth import Principal, dag_access, login_url, resolve_principal
@@ -60,6 +61,7 @@ from dagnostics_provider.plugins.views.permissions import (
     sync_fab_permissions,
 )
 from dagnostics_provider.store import reviews
+from dagnostics_provider.store.diagnosis import Diagnosis, DiagnosisState, TaskInstanceRef, task_diagnosis
 from dagnostics_provider.store.engine import resolve_url
 
 log = logging.getLogger(__name__)
@@ -126,19 +128,30 @@ def _queue_query(principal: Principal) -> QueueQuery:
     return replace(query, filters=replace(query.filters, dag_ids=principal.dags.readable))
 
 
-def _airflow_base_path() -> str:
-    from airflow.configuration import conf
-
-    return urlsplit(conf.get("api", "base_url", fallback="/") or "/").path.rstrip("/")
-
-
 def _task_instance_url(failure: dict[str, Any]) -> str:
-    """The task instance in Airflow's own UI (under ``[api] base_url``)."""
-    parts = [failure["dag_id"], "runs", failure["run_id"], "tasks", failure["task_id"]]
-    path = "/".join(quote(str(part), safe="") for part in parts)
-    if failure["map_index"] >= 0:
-        path += f"/mapped/{failure['map_index']}"
-    return f"{_airflow_base_path()}/dags/{path}?try_number={failure['try_number']}"
+    """The failed try in Airflow's own UI (under ``[api] base_url``)."""
+    return links.task_log_url(
+        failure["dag_id"], failure["run_id"], failure["task_id"], failure["map_index"], failure["try_number"]
+    )
+
+
+def _log_context(failure: dict[str, Any]) -> str | None:
+    """What the analysis was made from: the extracted excerpt, else the listener's error text."""
+    return failure["log_excerpt"] if failure["log_excerpt"] is not None else failure["error_text"]
+
+
+def _task_instance_query() -> tuple[TaskInstanceRef | None, int | None, str | None]:
+    """The task instance (and optional try) a Diagnosis request names, or the reason it names none."""
+    names = ("dag_id", "run_id", "task_id")
+    values = {name: (request.args.get(name) or "").strip() for name in names}
+    missing = [name for name in names if not values[name]]
+    if missing:
+        return None, None, f"give {', '.join(missing)} (and map_index for a mapped task) of the task instance"
+    map_index = _as_int(request.args.get("map_index") or "-1")
+    try_number = _as_int(request.args.get("try_number")) if request.args.get("try_number") else None
+    if map_index is None or map_index < -1 or (request.args.get("try_number") and (try_number or 0) < 1):
+        return None, None, "map_index must be an integer >= -1 and try_number a positive integer"
+    return TaskInstanceRef(map_index=map_index, **values), try_number, None
 
 
 def _as_int(value: str | None) -> int | None:
@@ -330,7 +343,7 @@ class DagnosticsFeedbackView(BaseView):
         )
         values = {**form_values(ai_values), **saved, **(form.to_dict() if form is not None else {})}
         selected = values["error_lines"].splitlines()
-        context = item.failure["log_excerpt"] if item.failure["log_excerpt"] is not None else item.failure["error_text"]
+        context = _log_context(item.failure)
         nav = reviews.neighbours(item.failure["id"], query.filters, sort=query.sort, url=resolve_url())
         return self._render(
             "review.html",
@@ -386,6 +399,42 @@ class DagnosticsFeedbackView(BaseView):
         response = jsonify(asdict(submitted))
         response.status_code = 201
         return response
+
+    # -------------------------------------------------------------------------------------------- diagnosis
+
+    @expose("/diagnosis")
+    @_guarded(READ)
+    def diagnosis(self, principal: Principal) -> Response:
+        """The compact diagnosis of one task instance: what Airflow's "Diagnosis" tab shows in its frame."""
+        ref, try_number, problem = _task_instance_query()
+        if ref is None:
+            return _refuse(400, problem or "bad request", principal)
+        found = task_diagnosis(ref, try_number, url=resolve_url(), dag_ids=principal.dags.readable)
+        item = found.item
+        context: dict[str, Any] = {"d": found, "states": DiagnosisState, "now": datetime.now(timezone.utc)}
+        if item is not None:
+            review = item.reviews[0] if item.reviews else None
+            context.update(
+                a=item.analysis,
+                review=review,
+                review_diffs=field_diffs(review.suggestion, review.values) if review else [],
+                lines=panel_lines(
+                    _log_context(item.failure),
+                    item.analysis["error_lines"],
+                    review.values["error_lines"] if review else item.analysis["error_lines"],
+                ),
+                log_url=_task_instance_url(item.failure),
+            )
+        return self._render("diagnosis.html", principal, "diagnosis", **context)
+
+    @expose("/api/diagnosis")
+    @_guarded(READ)
+    def api_diagnosis(self, principal: Principal) -> Response:
+        ref, try_number, problem = _task_instance_query()
+        if ref is None:
+            return _refuse(400, problem or "bad request")
+        found = task_diagnosis(ref, try_number, url=resolve_url(), dag_ids=principal.dags.readable)
+        return jsonify(_jsonable(_diagnosis_json(found)))
 
     # -------------------------------------------------------------------------------------------- statistics
 
@@ -454,7 +503,7 @@ class DagnosticsFeedbackView(BaseView):
             count=count,
             by_rating=by_rating,
             export_url=host + url_for(".api_export"),
-            token_url=f"{host}{_airflow_base_path()}/auth/token",
+            token_url=f"{host}{links.airflow_base_path()}/auth/token",
         )
 
     @expose("/api/feedback/export")
@@ -483,6 +532,25 @@ class DagnosticsFeedbackView(BaseView):
             mimetype=mimetype,
             headers={"Content-Disposition": f'attachment; filename="{filename}"'},
         )
+
+
+def _diagnosis_json(found: Diagnosis) -> dict[str, Any]:
+    """The diagnosis for scripts: the state, the try, and the analysis with its newest review once analysed."""
+    body: dict[str, Any] = {
+        **asdict(found.ref),
+        "state": found.state.value,
+        "try_number": found.try_number,
+        "failure_id": found.failure_id,
+        "failed_at": found.failed_at,
+        "detail": found.detail,
+        "tries": [asdict(t) for t in found.tries],
+    }
+    if found.item is not None:
+        newest = found.item.reviews[0] if found.item.reviews else None
+        body["analysis"] = found.item.analysis
+        body["review_status"] = found.item.status.value
+        body["review"] = None if newest is None else {"reviewer": newest.reviewer, **newest.values}
+    return body
 
 
 def _security_headers(response: Response) -> Response:
