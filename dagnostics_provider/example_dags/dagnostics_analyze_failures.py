@@ -1,22 +1,26 @@
-"""Analyse every failed task that the DAGnostics listener recorded.
+"""Analyse every failed task that the DAGnostics listener recorded, within seconds of the failure.
 
-Runs every five minutes with no overlap (``max_active_runs=1``); analysing is idempotent, so a run that finds
-nothing pending finishes at once. Failures stay in the queue across runs until analysed.
+Scheduled on the asset :data:`~dagnostics_provider.assets.NEW_FAILURES`, whose watcher in Airflow's triggerer
+fires when a failure starts waiting for analysis, **or** every five minutes: the periodic run is the safety net for
+an installation without a running triggerer (then diagnoses arrive as they did before, within five minutes).
+No overlap (``max_active_runs=1``): events that arrive during a run are folded into one more run, and analysing
+is idempotent, so a run that finds nothing pending finishes at once.  Failures stay queued until analysed.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable
 
+from dagnostics_provider.assets import NEW_FAILURES
 from dagnostics_provider.operators.analyze import AnalyzeFailuresOperator
 
 with DAG(
     dag_id="dagnostics_analyze_failures",
-    description="DAGnostics: analyse recorded task failures with the LLM (heuristic fallback)",
+    description="DAGnostics: analyse recorded task failures with the LLM (heuristic fallback) as they happen",
     start_date=datetime(2026, 1, 1),
-    schedule=timedelta(minutes=5),
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("*/5 * * * *", timezone="UTC"), assets=[NEW_FAILURES]),
     catchup=False,
     max_active_runs=1,
     is_paused_upon_creation=False,
