@@ -357,6 +357,17 @@ OPTIONS: dict[str, Option] = {
             description="Keyword arguments of the retraining notifier, as a JSON object.",
             example='{"to": "data-oncall@example.com", "subject": "DAGnostics retraining {{ dag_run.state }}"}',
         ),
+        Option(
+            name="alert_wait_seconds",
+            type="float",
+            default="30",
+            description=(
+                "How long ``DagnosticsNotifier`` (a failure callback) waits for the stored analysis of the "
+                "failed try before it alerts with a heuristic analysis computed on the spot. The task's worker "
+                "slot stays taken while it waits; 0 alerts at once. A notifier's own ``wait_seconds`` wins."
+            ),
+            example="10",
+        ),
     )
 }
 

@@ -19,6 +19,7 @@ def get_provider_info() -> dict:
         "versions": [__version__],
         "connection-types": [OLLAMA_CONNECTION, OPENAI_COMPATIBLE_CONNECTION],
         "config": provider_config_section(),
+        "notifications": ["dagnostics_provider.notifications.dagnostics.DagnosticsNotifier"],
         "plugins": [
             {
                 "name": "dagnostics",

@@ -24,7 +24,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, task
 
-from dagnostics_provider.notifications import configured_notifiers
+from dagnostics_provider.notifications.retraining import configured_notifiers
 from dagnostics_provider.operators.dataset import GenerateDatasetOperator
 from dagnostics_provider.operators.deploy import OllamaDeployOperator
 from dagnostics_provider.operators.training import LoRATrainingOperator

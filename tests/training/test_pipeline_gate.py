@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dagnostics_provider.notifications import NotifierConfigurationError, configured_notifiers
+from dagnostics_provider.notifications.retraining import NotifierConfigurationError, configured_notifiers
 from dagnostics_provider.training.pipeline import NotEnoughFeedback, deployment_gate, summary_text
 
 
