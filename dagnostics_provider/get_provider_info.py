@@ -19,6 +19,16 @@ def get_provider_info() -> dict:
         "versions": [__version__],
         "connection-types": [OLLAMA_CONNECTION, OPENAI_COMPATIBLE_CONNECTION],
         "config": provider_config_section(),
+        "integrations": [
+            {
+                "integration-name": "DAGnostics",
+                "external-doc-url": "https://github.com/dagnostics/airflow-provider-dagnostics/tree/main/docs",
+                "tags": ["software"],
+            }
+        ],
+        "triggers": [
+            {"integration-name": "DAGnostics", "python-modules": ["dagnostics_provider.triggers.new_failures"]}
+        ],
         "notifications": ["dagnostics_provider.notifications.dagnostics.DagnosticsNotifier"],
         "plugins": [
             {

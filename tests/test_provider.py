@@ -51,3 +51,24 @@ def test_airflow_lists_provider_plugin_and_config():
     assert "[dagnostics]" in config
     assert "store_conn_id = dagnostics_default" in config
     assert "sqlite_busy_timeout_ms = 30000" in config
+
+
+def test_provider_info_validates_and_names_the_trigger_and_the_notifier():
+    """Airflow's own schema, and every module and class it names imports (``airflow providers triggers`` lists it)."""
+    import importlib
+    import json
+
+    import airflow
+    import jsonschema
+
+    info = get_provider_info()
+    schema = json.loads((Path(airflow.__file__).parent / "provider_info.schema.json").read_text())
+    jsonschema.validate(info, schema)
+    integrations = {item["integration-name"] for item in info["integrations"]}
+    for trigger in info["triggers"]:
+        assert trigger["integration-name"] in integrations
+        for module in trigger["python-modules"]:
+            assert hasattr(importlib.import_module(module), "NewFailuresTrigger")
+    for path in info["notifications"]:
+        module, _, name = path.rpartition(".")
+        assert getattr(importlib.import_module(module), name).__name__ == "DagnosticsNotifier"
