@@ -3,54 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from tests.airflow_env import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-DEMO = ROOT / "scripts" / "demo.sh"
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    demo_dir = tmp_path_factory.mktemp("demo")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "DAGNOSTICS_TEST_PG_URL"}
-    env.update(
-        DEMO_DIR=str(demo_dir),
-        DEMO_PORT=str(free_port()),
-        DEMO_WORKER_LOG_PORT=str(free_port()),
-        DEMO_TRIGGER_LOG_PORT=str(free_port()),
-        VENV=str(Path(sys.executable).parent.parent),
-    )
-    started = subprocess.run(["bash", str(DEMO)], env=env, capture_output=True, text=True, timeout=400)
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield demo_dir, started.stdout
-    finally:
-        subprocess.run(["bash", str(DEMO), "stop"], env=env, capture_output=True, timeout=120)
+from tests.demo.conftest import api_headers, in_demo, login, recorded, wait
 
 
 @pytest.mark.slow
 def test_demo_serves_airflow_with_dagnostics(demo):
     demo_dir, banner = demo
-    url = re.search(r"Airflow UI:\s+(\S+)", banner).group(1)
-    user, password = re.search(r"Log in as:\s+(\S+) / (\S+)", banner).groups()
+    url, _, _ = login(banner)
 
     assert requests.get(f"{url}api/v2/monitor/health", timeout=10).status_code == 200
-    token = requests.post(f"{url}auth/token", json={"username": user, "password": password}, timeout=30)
-    assert token.status_code in (200, 201), token.text
-    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    headers = api_headers(banner)  # the printed login works
     providers = requests.get(f"{url}api/v2/providers", headers=headers, timeout=30).json()
     assert "airflow-provider-dagnostics" in {p["package_name"] for p in providers["providers"]}
-    dags = _wait(
+    dags = wait(
         lambda: (
             {d["dag_id"] for d in requests.get(f"{url}api/v2/dags", headers=headers, timeout=30).json()["dags"]}
             >= {"dagnostics_demo_failures", "dagnostics_analyze_failures", "dagnostics_retraining"}
@@ -70,36 +40,10 @@ def test_demo_serves_airflow_with_dagnostics(demo):
     assert "AIRFLOW_HOME" in env
 
 
-def _in_demo(demo_dir: Path, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", "-c", f"source {demo_dir / 'env.sh'} && {command}"], capture_output=True, text=True, timeout=180
-    )
-
-
-def _recorded(demo_dir: Path) -> list[dict]:
-    listed = _in_demo(demo_dir, "dagnostics failures list --limit 50 --format json")
-    assert listed.returncode == 0, listed.stderr
-    return json.loads(listed.stdout)
-
-
-def _wait(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(3)
-    raise TimeoutError(f"demo: timed out after {timeout}s waiting for {what}")
-
-
 @pytest.mark.slow
 def test_demo_failures_are_recorded_and_analysed(demo):
     """The demo DAG's failures reach the store through the listener and the analysis DAG analyses them."""
-    demo_dir, banner = demo
-    url = re.search(r"Airflow UI:\s+(\S+)", banner).group(1)
-    user, password = re.search(r"Log in as:\s+(\S+) / (\S+)", banner).groups()
-    token = requests.post(f"{url}auth/token", json={"username": user, "password": password}, timeout=30)
-    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    demo_dir, _ = demo
 
     demo_tasks = {
         "load_orders_from_postgres",
@@ -110,23 +54,16 @@ def test_demo_failures_are_recorded_and_analysed(demo):
         "build_features_in_memory",
         "load_pipeline_config",
     }
-    _wait(
-        lambda: {f["task_id"] for f in _recorded(demo_dir) if f["dag_id"] == "dagnostics_demo_failures"} >= demo_tasks,
+    wait(
+        lambda: {f["task_id"] for f in recorded(demo_dir) if f["dag_id"] == "dagnostics_demo_failures"} >= demo_tasks,
         timeout=300,
         what="the seven demo failures to be recorded",
     )
-    # Analyse now instead of waiting for the next five-minute run.
-    trigger = requests.post(
-        f"{url}api/v2/dags/dagnostics_analyze_failures/dagRuns",
-        json={"logical_date": None},
-        headers=headers,
-        timeout=30,
-    )
-    assert trigger.status_code in (200, 409), trigger.text  # 409: a scheduled run is already on it
-    analysed = _wait(
+    # Nobody triggers the analysis: the triggerer's new-failures watcher starts it.
+    analysed = wait(
         lambda: (
-            [f for f in _recorded(demo_dir) if f["dag_id"] == "dagnostics_demo_failures" and f["analyzer"]]
-            if all(f["analyzer"] for f in _recorded(demo_dir) if f["dag_id"] == "dagnostics_demo_failures")
+            [f for f in recorded(demo_dir) if f["dag_id"] == "dagnostics_demo_failures" and f["analyzer"]]
+            if all(f["analyzer"] for f in recorded(demo_dir) if f["dag_id"] == "dagnostics_demo_failures")
             else None
         ),
         timeout=480,  # seven analyses by SmolLM2 in-process, one after the other, on a CI machine
@@ -155,7 +92,7 @@ def test_demo_failures_are_recorded_and_analysed(demo):
     }
     for task_id, (category, message) in expected.items():
         failure = by_task[task_id]
-        done = _in_demo(
+        done = in_demo(
             demo_dir,
             f"dagnostics analyze dagnostics_demo_failures {task_id} '{failure['run_id']}' "
             f"{failure['try_number']} --llm heuristic --format json",

@@ -8,72 +8,28 @@ Screenshots of the queue, the review page and the statistics (at 1440 and 900 px
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium_page, screenshot
 from tests.ui.conftest import REVIEWER, UI_PREFIX
 from tests.ui.seed import CORPUS_LOGS, XSS_LINE, store_failure
 
 pytest_plugins = ["tests.airflow_fixtures"]
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-DOCS_IMAGES = ROOT / "docs" / "images"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 CORRECTED_MESSAGE = "HttpResponseError: the managed identity lacks 'Storage Blob Data Contributor' on raw/crm"
 
 
 @pytest.fixture(scope="module")
 def browser_page(ui_server) -> Iterator:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 900})
-        context.set_default_timeout(30_000)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield page
-        finally:
-            page.screenshot(path=str(SCREENSHOTS / "last.png"))
-            browser.close()
-        assert not [e for e in errors if "dagnostics" in e.lower()], errors
+    with chromium_page() as page:
+        yield page
 
 
 def _screenshot(page, name: str, *, publish: bool = True) -> None:
-    path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
-    if publish and os.environ.get("DAGNOSTICS_DOCS_SCREENSHOTS") == "1":
-        _publish(path, DOCS_IMAGES / f"review-ui-{name}.png")
-
-
-def _publish(source: Path, target: Path) -> None:
-    """Copy a screenshot into the docs as a 256-colour PNG (a third of the size) when Pillow is installed."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        from PIL import Image
-    except ImportError:
-        shutil.copyfile(source, target)
-        return
-    with Image.open(source) as image:
-        image.convert("RGB").quantize(colors=256).save(target, optimize=True)
+    screenshot(page, name, f"review-ui-{name}.png" if publish else None)
 
 
 def test_review_an_item_from_the_airflow_navigation(ui_server, browser_page):

@@ -90,6 +90,14 @@ def test_an_analysis_that_failed_says_why(client_for, sqlite_store):
     assert '<meta http-equiv="refresh"' not in html
 
 
+def test_an_unfilled_map_index_placeholder_means_not_mapped(client_for, seeded):
+    """Airflow's UI fills {MAP_INDEX} into the tab's href only for mapped tasks (seen in Airflow 3.3.2)."""
+    failure = _failure(seeded.failure_ids[0])
+    query = _query(failure).replace("map_index=-1", "map_index=%7BMAP_INDEX%7D")
+    assert "MAP_INDEX" in query
+    assert client_for("viewer").get(f"/api/diagnosis?{query}").get_json()["state"] == "analyzed"
+
+
 def test_a_task_instance_that_did_not_fail_says_so(client_for, seeded):
     failure = {"dag_id": "etl", "task_id": "never_failed", "run_id": "r1", "map_index": -1}
     html = client_for("viewer").get(f"/diagnosis?{_query(failure)}").get_data(as_text=True)
@@ -120,6 +128,7 @@ def test_tries_are_listed_and_one_can_be_chosen(client_for, sqlite_store):
     [
         "dag_id=etl&task_id=load",
         "dag_id=etl&run_id=r&task_id=t&map_index=x",
+        "dag_id=etl&run_id=r&task_id=t&map_index={RUN_ID}",
         "dag_id=etl&run_id=r&task_id=t&try_number=0",
     ],
 )

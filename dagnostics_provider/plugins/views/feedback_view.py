@@ -147,7 +147,9 @@ def _task_instance_query() -> tuple[TaskInstanceRef | None, int | None, str | No
     missing = [name for name in names if not values[name]]
     if missing:
         return None, None, f"give {', '.join(missing)} (and map_index for a mapped task) of the task instance"
-    map_index = _as_int(request.args.get("map_index") or "-1")
+    raw_map_index = (request.args.get("map_index") or "").strip()
+    # Airflow's UI leaves {MAP_INDEX} unfilled in the tab's href for a task that is not mapped.
+    map_index = -1 if raw_map_index in ("", "{MAP_INDEX}") else _as_int(raw_map_index)
     try_number = _as_int(request.args.get("try_number")) if request.args.get("try_number") else None
     if map_index is None or map_index < -1 or (request.args.get("try_number") and (try_number or 0) < 1):
         return None, None, "map_index must be an integer >= -1 and try_number a positive integer"
