@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow.dag_processing.dagbag import DagBag
+from dagnostics_provider.compat import dag_bag
 
 DAGS = Path(__file__).resolve().parents[1] / "dags"
 
 
 def test_every_dag_imports_without_errors():
-    bag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
+    bag = dag_bag(DAGS)
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {"dagnostics_demo_failures", "dagnostics_analyze_failures", "dagnostics_retraining"}
 
@@ -23,7 +23,7 @@ def test_example_dags_in_dags_are_links_not_copies():
 
 
 def test_retraining_dag_shape():
-    dag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder").dags["dagnostics_retraining"]
+    dag = dag_bag(DAGS).dags["dagnostics_retraining"]
     assert dag.task_ids == ["check_feedback", "generate_dataset", "train_and_evaluate", "gate", "deploy", "summary"]
     assert set(dag.params) >= {
         "model_name",

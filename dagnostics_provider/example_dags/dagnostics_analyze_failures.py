@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable
+from airflow.sdk import DAG
 
 from dagnostics_provider.assets import NEW_FAILURES
+from dagnostics_provider.compat import AssetOrTimeSchedule, CronTriggerTimetable
 from dagnostics_provider.operators.analyze import AnalyzeFailuresOperator
 
 with DAG(

@@ -70,8 +70,7 @@ with DAG(
 
     @task
     def check_feedback(params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
-
+        from dagnostics_provider.compat import AirflowSkipException
         from dagnostics_provider.training.pipeline import NotEnoughFeedback, check_feedback
 
         try:

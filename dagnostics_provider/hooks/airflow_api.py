@@ -34,14 +34,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+from airflow.sdk import BaseHook  # in every Airflow DAGnostics supports (3.1 and later)
 
-from dagnostics_provider import __version__, config
+from dagnostics_provider import __version__, compat, config
 from dagnostics_provider.logs import CHUNK_BYTES, bounded_chunks, split_lines
-
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # Airflow 3.0 layout
-    from airflow.hooks.base import BaseHook
 
 log = logging.getLogger(__name__)
 
@@ -318,6 +314,17 @@ class AirflowApiHook(BaseHook):
         error = not_found if response.status_code == 404 else AirflowApiError
         raise error(f"reading {what} from the Airflow API failed: {detail}", response.status_code)
 
+    @cached_property
+    def server_version(self) -> str:
+        """The api-server's Airflow version (``GET /api/v2/version``); empty when it does not say."""
+        response = self._request("/api/v2/version", what="the Airflow version")
+        with response:
+            try:
+                version = response.json().get("version")
+            except (ValueError, AttributeError):
+                version = None
+        return version if isinstance(version, str) else ""
+
     # -- task logs -------------------------------------------------------------------------------------------------
 
     def _log_path(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
@@ -358,7 +365,11 @@ class AirflowApiHook(BaseHook):
         )
         with response:
             body = response.json()
-        lines = [line for item in body.get("content") or [] for line in _as_lines(item)]
+        items = body.get("content") or []
+        if continuation_token and not compat.log_token_resumes(self.server_version):
+            # Airflow 3.1 ignores where the token says the last page ended and sends the whole log again.
+            items = items[compat.log_messages_already_sent(continuation_token) :]
+        lines = [line for item in items for line in _as_lines(item)]
         return LogPage(lines=lines, continuation_token=body.get("continuation_token") or None)
 
     def _paged_lines(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int) -> Iterator[bytes]:

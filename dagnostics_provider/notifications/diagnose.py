@@ -24,7 +24,7 @@ from dagnostics_provider.analysis.service import analyze_extraction
 from dagnostics_provider.logs import LogUnavailableError
 from dagnostics_provider.logs.retrieval import TaskRef, open_task_log
 from dagnostics_provider.notifications.alert import Alert, links_for, on_the_spot_alert, stored_alert
-from dagnostics_provider.plugins.listener import _error_details, failure_record_from
+from dagnostics_provider.plugins.listener import error_details, failure_record_from
 from dagnostics_provider.store.diagnosis import (
     Diagnosis,
     DiagnosisState,
@@ -114,7 +114,7 @@ def _heuristic(ti: Any, error: BaseException | str | None) -> AnalysisOutcome:
         extraction = extract(chunks)
     except LogUnavailableError as exc:
         log.debug("DAGnostics alert: no local log to analyse (%s)", exc)
-    error_text = _error_details(error)[1]  # the traceback, as the listener stores it
+    error_text = error_details(error)[1]  # the traceback, as the listener stores it
     if error_text and (extraction is None or extraction.root_cause is None):
         extraction = extract_text(error_text)
     return analyze_extraction(extraction or extract_text(""), None).outcome

@@ -51,8 +51,7 @@ class GenerateDatasetOperator(BaseOperator):
         self.seed = seed
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
-
+        from dagnostics_provider.compat import AirflowSkipException
         from dagnostics_provider.training.dataset import DatasetOptions, NotEnoughExamples, generate_dataset
 
         options = DatasetOptions(

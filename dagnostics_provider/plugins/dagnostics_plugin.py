@@ -35,7 +35,9 @@ def _feedback_nav_item() -> dict[str, Any]:
         "icon": _icon(),
         "destination": "nav",
         "url_route": links.FEEDBACK_URL_ROUTE,
-        "nav_top_level": True,  # its own item, not one entry of a generic "Plugins" menu
+        # Its own item, not one entry of a generic "Plugins" menu (Airflow 3.3+; 3.1 and 3.2 list it under
+        # "Plugins", see dagnostics_provider.compat).
+        "nav_top_level": True,
     }
 
 

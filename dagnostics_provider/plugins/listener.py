@@ -30,7 +30,7 @@ def _bounded(text: str, limit: int) -> str:
     return f"{text[:half]}\n... [{len(text) - limit} characters cut by DAGnostics] ...\n{text[-half:]}"
 
 
-def _error_details(error: BaseException | str | None) -> tuple[str | None, str | None]:
+def error_details(error: BaseException | str | None) -> tuple[str | None, str | None]:
     if error is None:
         return None, None
     if isinstance(error, BaseException):
@@ -60,7 +60,7 @@ def failure_record_from(previous_state: Any, task_instance: Any, error: BaseExce
     state = _state(task_instance)
     if state == UP_FOR_RETRY and not config.get_bool("record_retries"):
         return None
-    error_type, error_text = _error_details(error)
+    error_type, error_text = error_details(error)
     return FailureRecord(
         dag_id=task_instance.dag_id,
         task_id=task_instance.task_id,

@@ -84,7 +84,7 @@ def test_operator_returns_paths_and_version(store, tmp_path):
 
 
 def test_operator_skips_with_the_counts_when_there_are_too_few(store):
-    from airflow.sdk.exceptions import AirflowSkipException
+    from dagnostics_provider.compat import AirflowSkipException
 
     StoreFactory(store).reviewed_failures(4, repeats=1)
     operator = GenerateDatasetOperator(task_id="generate_dataset")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
+from dagnostics_provider import compat
 from tests.airflow_env import AirflowEnv
 from tests.ui.conftest import UI_PREFIX
 from tests.ui.seed import CORPUS_LOGS, store_failure
@@ -210,6 +211,7 @@ def team_server(tmp_path_factory, request) -> Iterator[TeamServer]:
         server.stop()
 
 
+@pytest.mark.skipif(not compat.has_multi_team(), reason="multi-team mode arrived in Airflow 3.2")
 def test_simple_auth_manager_user_of_one_team_sees_and_reviews_only_its_dag(team_server):
     url = f"{team_server.base_url}{UI_PREFIX}"
     tina = _session(team_server.base_url, "tina", "tina-Pa55")

@@ -83,13 +83,13 @@ def _allowed_dags(auth_manager: Any, user: Any, method: str, store_dag_ids: froz
 
     ``get_authorized_dag_ids`` answers for the DAGs Airflow knows, teams included, in one query.  A DAG whose
     failures are still in the store but that Airflow no longer lists is asked about by id, which decides by the
-    user's global and per-DAG rights, except in multi-team mode: there only a DAG's bundle says which team owns
-    it, so such a DAG stays hidden.
+    user's global and per-DAG rights, except in multi-team mode (Airflow 3.2 and later): there only a DAG's bundle
+    says which team owns it, so such a DAG stays hidden.
     """
-    from airflow.configuration import conf
+    from dagnostics_provider.compat import multi_team_enabled
 
     allowed = set(auth_manager.get_authorized_dag_ids(user=user, method=method)) & store_dag_ids
-    if not conf.getboolean("core", "multi_team", fallback=False):
+    if not multi_team_enabled():
         from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
         allowed |= {

@@ -40,6 +40,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from dagnostics_provider import __version__, links
 from dagnostics_provider.analysis.schema import CATEGORIES, CATEGORY_DEFINITIONS, CATEGORY_EXAMPLES, SEVERITIES
+from dagnostics_provider.compat import external_view_arg
 from dagnostics_provider.plugins.views import csrf
 from dagnostics_provider.plugins.views.auth import Principal, dag_access, login_url, resolve_principal
 from dagnostics_provider.plugins.views.charts import column_chart
@@ -141,15 +142,19 @@ def _log_context(failure: dict[str, Any]) -> str | None:
 
 
 def _task_instance_query() -> tuple[TaskInstanceRef | None, int | None, str | None]:
-    """The task instance (and optional try) a Diagnosis request names, or the reason it names none."""
+    """The task instance (and optional try) a Diagnosis request names, or the reason it names none.
+
+    The Diagnosis tab's href gets the ids from Airflow's UI placeholders, filled differently by Airflow version
+    (see :func:`dagnostics_provider.compat.external_view_arg`); ``{MAP_INDEX}`` stays unfilled for a task that is
+    not mapped, which means ``-1``.
+    """
     names = ("dag_id", "run_id", "task_id")
-    values = {name: (request.args.get(name) or "").strip() for name in names}
+    values = {name: (external_view_arg(request.args.get(name), f"{{{name.upper()}}}") or "").strip() for name in names}
     missing = [name for name in names if not values[name]]
     if missing:
         return None, None, f"give {', '.join(missing)} (and map_index for a mapped task) of the task instance"
-    raw_map_index = (request.args.get("map_index") or "").strip()
-    # Airflow's UI leaves {MAP_INDEX} unfilled in the tab's href for a task that is not mapped.
-    map_index = -1 if raw_map_index in ("", "{MAP_INDEX}") else _as_int(raw_map_index)
+    raw_map_index = (external_view_arg(request.args.get("map_index"), "{MAP_INDEX}") or "").strip()
+    map_index = -1 if not raw_map_index else _as_int(raw_map_index)
     try_number = _as_int(request.args.get("try_number")) if request.args.get("try_number") else None
     if map_index is None or map_index < -1 or (request.args.get("try_number") and (try_number or 0) < 1):
         return None, None, "map_index must be an integer >= -1 and try_number a positive integer"
