@@ -30,6 +30,17 @@ def _dispose_store_engines():
     dispose_engines()
 
 
+@pytest.fixture
+def sqlite_store(tmp_path, monkeypatch) -> str:
+    """A migrated SQLite store in the test's folder, which every DAGnostics call of the test uses."""
+    from dagnostics_provider.store.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'dagnostics.db'}"
+    upgrade(url)
+    monkeypatch.setenv("AIRFLOW__DAGNOSTICS__SQL_ALCHEMY_CONN", url)
+    return url
+
+
 @pytest.fixture(scope="session")
 def converter_cache(tmp_path_factory) -> Path:
     """This session's own ``~/.cache/dagnostics``, where the pinned converter is extracted."""

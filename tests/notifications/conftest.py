@@ -44,13 +44,8 @@ STORED = AnalysisResult(
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> str:
-    from dagnostics_provider.store.migrate import upgrade
-
-    url = f"sqlite:///{tmp_path / 'dagnostics.db'}"
-    upgrade(url)
-    monkeypatch.setenv("AIRFLOW__DAGNOSTICS__SQL_ALCHEMY_CONN", url)
-    return url
+def store(sqlite_store) -> str:
+    return sqlite_store
 
 
 @pytest.fixture(autouse=True)

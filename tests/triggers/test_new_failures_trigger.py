@@ -17,13 +17,8 @@ POLL = 0.05
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> str:
-    from dagnostics_provider.store.migrate import upgrade
-
-    url = f"sqlite:///{tmp_path / 'dagnostics.db'}"
-    upgrade(url)
-    monkeypatch.setenv("AIRFLOW__DAGNOSTICS__SQL_ALCHEMY_CONN", url)
-    return url
+def store(sqlite_store) -> str:
+    return sqlite_store
 
 
 def _fail(task_id: str, try_number: int = 1) -> int:

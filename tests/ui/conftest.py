@@ -36,16 +36,6 @@ def fake_auth(monkeypatch) -> FakeAuthManager:
 
 
 @pytest.fixture
-def sqlite_store(tmp_path, monkeypatch) -> str:
-    from dagnostics_provider.store.migrate import upgrade
-
-    url = f"sqlite:///{tmp_path / 'dagnostics.db'}"
-    upgrade(url)
-    monkeypatch.setenv("AIRFLOW__DAGNOSTICS__SQL_ALCHEMY_CONN", url)
-    return url
-
-
-@pytest.fixture
 def seeded(sqlite_store) -> Seeded:
     return seed_store(sqlite_store)
 
