@@ -34,7 +34,8 @@ class LoRATrainingOperator(BaseOperator):
     :param seed: seed of LoRA initialisation and data order (42).
     :param training_options: further :class:`~dagnostics_provider.training.trainer.TrainingParams` fields
         (``lora_r``, ``lora_alpha``, ``lora_dropout``, ``target_modules``, ``gradient_accumulation_steps``,
-        ``early_stopping_patience``, ``eval_steps``, ``trust_remote_code``).
+        ``early_stopping_patience``, ``eval_steps``, ``trust_remote_code``, and on a CPU worker
+        ``cpu_activation_checkpointing`` and ``cpu_bf16``, the memory levers ``make train-cpu`` uses).
     :param evaluate: generate on the validation split and compute metrics (and A/B against base and production).
     """
 
