@@ -71,14 +71,18 @@ def test_demo_failures_are_recorded_and_analysed(demo):
     )
     by_task = {f["task_id"]: f for f in analysed}
     # The demo analyses with SmolLM2 in-process (llm_provider = llamacpp); where its answer is unusable, the
-    # heuristic analysis is stored with the reason.
+    # heuristic analysis is stored with the reason. Every failure was put to the model, which answered: a fallback
+    # names the model and says its answer was invalid, never that the model could not be loaded or asked. Zero-shot
+    # SmolLM2 answers usably for one or two of eight logs (docs/training.md), so none at all happens too.
     for failure in analysed:
         assert failure["analyzer"] in ("llamacpp", "heuristic"), failure
         if failure["analyzer"] == "heuristic":
-            assert failure["fallback_reason"] and "llamacpp" in failure["fallback_reason"], failure
+            reason = failure["fallback_reason"] or ""
+            assert "SmolLM2-135M-Instruct.Q4_1.gguf: invalid answer" in reason, failure
         else:
             assert failure["model"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf"), failure
-    assert any(f["analyzer"] == "llamacpp" for f in analysed), "no analysis came from the model"
+    answered = sum(f["analyzer"] == "llamacpp" for f in analysed)
+    print(f"demo: {answered} of {len(analysed)} analyses by SmolLM2, the others heuristic fallbacks with the reason")
 
     # The heuristic diagnoses each demo failure as the docs say.
     expected = {
