@@ -18,7 +18,6 @@ from dagnostics_provider.analysis.outcome import AnalysisOutcome
 from dagnostics_provider.logs import LogUnavailableError
 from dagnostics_provider.logs.retrieval import TaskRef, open_task_log
 from dagnostics_provider.store import failures
-from dagnostics_provider.store.models import FailedTask
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,27 @@ def analyze_log(chunks: Iterable[bytes | str], analyzer: LLMAnalyzer | None) -> 
     return analyze_extraction(extract(chunks), analyzer)
 
 
-def _extraction_for(failure: FailedTask) -> tuple[Extraction, str | None]:
+def extraction_for(ref: TaskRef, error_text: str | None, *, source: str | None = None) -> tuple[Extraction, str | None]:
+    """The try's log extracted, and where it was read; the recorded error instead when the log says nothing.
+
+    A log that cannot be read, or one without an error line (a task marked failed by hand, a log cut short), is
+    replaced by ``error_text`` (the listener's error and traceback). ``source`` overrides ``[dagnostics]
+    log_source``.
+    """
+    try:
+        chunks, reference = open_task_log(ref, source=source)
+        extraction = extract(chunks)
+    except LogUnavailableError as exc:
+        log.warning("Log of %s unavailable (%s); analysing the recorded error instead", ref, exc)
+        return extract_text(error_text or ""), None
+    if extraction.root_cause is None and error_text:
+        return extract_text(error_text), reference
+    return extraction, reference
+
+
+def analyze_failure(failure_id: int, analyzer: LLMAnalyzer | None) -> tuple[int, LogAnalysis]:
+    """Analyse one recorded failure and store the analysis; returns the analysis id and what was stored."""
+    failure = failures.get_failure(failure_id)
     ref = TaskRef(
         dag_id=failure.dag_id,
         task_id=failure.task_id,
@@ -57,22 +76,7 @@ def _extraction_for(failure: FailedTask) -> tuple[Extraction, str | None]:
         map_index=failure.map_index,
         try_number=failure.try_number,
     )
-    try:
-        chunks, reference = open_task_log(ref)
-        extraction = extract(chunks)
-    except LogUnavailableError as exc:
-        log.warning("Log of failure %s unavailable (%s); analysing the recorded error instead", failure.id, exc)
-        return extract_text(failure.error_text or ""), None
-    if extraction.root_cause is None and failure.error_text:
-        # A log without an error line (a task marked failed by hand, a log cut short): the listener's error helps.
-        return extract_text(failure.error_text), reference
-    return extraction, reference
-
-
-def analyze_failure(failure_id: int, analyzer: LLMAnalyzer | None) -> tuple[int, LogAnalysis]:
-    """Analyse one recorded failure and store the analysis; returns the analysis id and what was stored."""
-    failure = failures.get_failure(failure_id)
-    extraction, reference = _extraction_for(failure)
+    extraction, reference = extraction_for(ref, failure.error_text)
     analysis = analyze_extraction(extraction, analyzer)
     analysis_id = failures.save_analysis(
         failure_id,

@@ -18,11 +18,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from dagnostics_provider.analysis.extraction import extract, extract_text
 from dagnostics_provider.analysis.outcome import AnalysisOutcome
-from dagnostics_provider.analysis.service import analyze_extraction
-from dagnostics_provider.logs import LogUnavailableError
-from dagnostics_provider.logs.retrieval import TaskRef, open_task_log
+from dagnostics_provider.analysis.service import analyze_extraction, extraction_for
+from dagnostics_provider.logs.retrieval import TaskRef
 from dagnostics_provider.notifications.alert import Alert, links_for, on_the_spot_alert, stored_alert
 from dagnostics_provider.plugins.listener import error_details, failure_record_from
 from dagnostics_provider.store.diagnosis import (
@@ -101,23 +99,17 @@ def _heuristic(ti: Any, error: BaseException | str | None) -> AnalysisOutcome:
     """The heuristic analysis of the try's log on this machine, or of the exception when the log says nothing.
 
     Only the local log: it is on the worker while the task runs and costs no request; the Airflow API may be
-    slow or out of reach from a task.  This is the analysis service's own choice (the log first, the recorded
-    error when the log has no error line), with the source fixed to ``local``.
+    slow or out of reach from a task.  The analysis service's own choice (the log first, the recorded error when
+    the log has no error line: :func:`~dagnostics_provider.analysis.service.extraction_for`), with the source
+    fixed to ``local``.
     """
     ref = _ref(ti)
     task_ref = TaskRef(
         dag_id=ref.dag_id, task_id=ref.task_id, run_id=ref.run_id, map_index=ref.map_index, try_number=_try_number(ti)
     )
-    extraction = None
-    try:
-        chunks, _ = open_task_log(task_ref, source="local")
-        extraction = extract(chunks)
-    except LogUnavailableError as exc:
-        log.debug("DAGnostics alert: no local log to analyse (%s)", exc)
     error_text = error_details(error)[1]  # the traceback, as the listener stores it
-    if error_text and (extraction is None or extraction.root_cause is None):
-        extraction = extract_text(error_text)
-    return analyze_extraction(extraction or extract_text(""), None).outcome
+    extraction, _ = extraction_for(task_ref, error_text, source="local")
+    return analyze_extraction(extraction, None).outcome
 
 
 def _why_on_the_spot(diagnosis: Diagnosis, wait_seconds: float) -> str:
