@@ -112,7 +112,7 @@ def compare_engines(
     started = time.monotonic()
     constraint = SchemaGrammar(gguf_files[0], schema)
     try:
-        reference = evaluation.generate_answers(
+        answers = evaluation.generate_answers(
             loaded, [c for _, c in kept], max_new_tokens=max_new_tokens, batch_size=batch_size, constraint=constraint
         )
     finally:
@@ -120,41 +120,66 @@ def compare_engines(
     log.info(
         "transformers answered %d example(s) under the schema grammar in %.1f s", len(kept), time.monotonic() - started
     )
+    # What transformers did is the same for every GGUF file: its prompt tokens and its answer's reading.
+    references = [
+        _Reference(index, context, answer, sft_data.prompt_ids(loaded.tokenizer, context, loaded.style), _read(answer))
+        for (index, context), answer in zip(kept, answers, strict=True)
+    ]
     template = modelfile.prompt_template(info["prompt_style"], loaded.tokenizer)
     grammar = schema_grammar(llama_cpp, json.dumps(schema))
     return [
-        _llama_cpp_agreement(Path(gguf), kept, reference, template, grammar, loaded, max_new_tokens)
+        _llama_cpp_agreement(Path(gguf), references, template, grammar, loaded.max_length, max_new_tokens)
         for gguf in gguf_files
     ]
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """What one answer says, read once: its leading fields (even when cut short) and whether it is whole."""
+
+    fields: tuple[str, str] | None  # (error_message, category)
+    complete: bool
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """One example as transformers saw and answered it."""
+
+    index: int
+    context: str
+    answer: str
+    prompt_ids: list[int]
+    reading: _Reading
+
+
 def _llama_cpp_agreement(
     gguf_file: Path,
-    kept: list[tuple[int, str]],
-    reference: list[str],
+    references: list[_Reference],
     template: modelfile.PromptTemplate,
     grammar: Any,
-    loaded: evaluation.LoadedModel,
+    n_ctx: int,
     max_new_tokens: int,
 ) -> EngineAgreement:
-    """llama.cpp's answers from ``gguf_file``, prompted through the Ollama TEMPLATE, against ``reference``."""
+    """llama.cpp's answers from ``gguf_file``, prompted through the Ollama TEMPLATE, against transformers' ones."""
     from llama_cpp import Llama
 
     started = time.monotonic()
-    engine = Llama(model_path=str(gguf_file), n_ctx=loaded.max_length, verbose=False)
+    engine = Llama(model_path=str(gguf_file), n_ctx=n_ctx, verbose=False)
     adds_bos = engine.metadata.get("tokenizer.ggml.add_bos_token") == "true"
     results = []
     try:
-        for (index, context), expected in zip(kept, reference, strict=True):
+        for expected in references:
             prompt = modelfile.render(
-                template.template, system=prompt_format.INSTRUCTION, prompt=prompt_format.render_input(context)
+                template.template,
+                system=prompt_format.INSTRUCTION,
+                prompt=prompt_format.render_input(expected.context),
             )
             # As llama.cpp tokenizes a text prompt: BOS where the GGUF asks for it, special tokens parsed.
             prompt_tokens = engine.tokenize(prompt.encode("utf-8"), add_bos=adds_bos, special=True)
             answer = engine.create_completion(
                 prompt_tokens, max_tokens=max_new_tokens, temperature=0.0, grammar=grammar, stop=list(template.stop)
             )["choices"][0]["text"].strip()
-            results.append(_compare(index, expected, answer, prompt_tokens, loaded, context))
+            results.append(_compare(expected, answer, prompt_tokens))
     finally:
         engine.close()
     agreement = EngineAgreement(str(gguf_file), results)
@@ -162,29 +187,18 @@ def _llama_cpp_agreement(
     return agreement
 
 
-def _compare(
-    index: int, expected: str, answer: str, prompt_tokens: list[int], loaded: evaluation.LoadedModel, context: str
-) -> ExampleAgreement:
-    same_prompt = prompt_tokens == sft_data.prompt_ids(loaded.tokenizer, context, loaded.style)
-    first, second = leading_fields(expected), leading_fields(answer)
-    both = first is not None and second is not None
+def _compare(expected: _Reference, answer: str, prompt_tokens: list[int]) -> ExampleAgreement:
+    first, second = expected.reading, _read(answer)
+    both = first.fields is not None and second.fields is not None
     return ExampleAgreement(
-        index=index,
-        transformers=expected,
+        index=expected.index,
+        transformers=expected.answer,
         llama_cpp=answer,
-        same_prompt_tokens=same_prompt,
-        same_category=both and first[1] == second[1],
-        same_error_message=both and first[0] == second[0],
-        complete=_is_analysis(expected) and _is_analysis(answer),
+        same_prompt_tokens=prompt_tokens == expected.prompt_ids,
+        same_category=both and first.fields[1] == second.fields[1],
+        same_error_message=both and first.fields[0] == second.fields[0],
+        complete=first.complete and second.complete,
     )
-
-
-def _is_analysis(answer: str) -> bool:
-    try:
-        parse_analysis(answer)
-    except InvalidAnalysis:
-        return False
-    return True
 
 
 # Under the schema grammar an answer opens with these two fields, in this order, so they can be read from an
@@ -192,13 +206,12 @@ def _is_analysis(answer: str) -> bool:
 _LEADING_FIELDS = re.compile(r'^\{\s*"error_message"\s*:\s*("(?:[^"\\]|\\.)*")\s*,\s*"category"\s*:\s*"(\w+)"')
 
 
-def leading_fields(answer: str) -> tuple[str, str] | None:
-    """(error_message, category) of an answer, complete or cut short; None when it does not start with them."""
+def _read(answer: str) -> _Reading:
+    """The answer's (error_message, category), complete or cut short, and whether it is a whole analysis."""
     try:
         analysis = parse_analysis(answer)
     except InvalidAnalysis:
         match = _LEADING_FIELDS.match(answer)
-        if match is None:
-            return None
-        return json.loads(match.group(1)), match.group(2)
-    return analysis.error_message, analysis.category
+        fields = None if match is None else (json.loads(match.group(1)), match.group(2))
+        return _Reading(fields, complete=False)
+    return _Reading((analysis.error_message, analysis.category), complete=True)
