@@ -16,6 +16,7 @@ without its manifest as incomplete.  On object stores the rename is a server-sid
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -120,6 +121,12 @@ def atomic_writer(path: ArtifactPath, mode: str = "wb") -> Iterator[IO]:
     except BaseException:
         _remove_quietly(temporary)
         raise
+
+
+def copy_file(source: ArtifactPath | Path, target: ArtifactPath) -> None:
+    """Copy one file, local or in object storage, to ``target`` atomically, streaming 1 MiB at a time."""
+    with source.open("rb") as data, atomic_writer(target) as out:
+        shutil.copyfileobj(data, out, 1 << 20)
 
 
 def _remove_quietly(path: ArtifactPath) -> None:

@@ -14,7 +14,6 @@ copied back. Versions stay on the server under their own tags, which is what mak
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -324,6 +323,5 @@ def _publish_gguf(model_dir: str | Path, bundle: bundles.Bundle) -> None:
         return
     target = location / bundles.BUNDLE_DIR
     for name in (bundles.GGUF_FILE, bundles.MODELFILE):
-        with (bundle.directory / name).open("rb") as data, artifacts.atomic_writer(target / name) as out:
-            shutil.copyfileobj(data, out, 1 << 20)
+        artifacts.copy_file(bundle.directory / name, target / name)
     log.info("Published %s to %s", bundles.GGUF_FILE, artifacts.to_uri(target))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +134,5 @@ def _downloaded(remote: artifacts.ArtifactPath, name: str) -> Path:
     if target.exists() and target.stat().st_size == size:
         return target
     log.info("Downloading %s (%d bytes) to %s", artifacts.to_uri(remote), size, target)
-    with remote.open("rb") as data, artifacts.atomic_writer(target) as out:
-        shutil.copyfileobj(data, out, 1 << 20)
+    artifacts.copy_file(remote, target)
     return target

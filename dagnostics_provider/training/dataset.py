@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 from array import array
 from collections import Counter
@@ -254,8 +253,7 @@ def _info(
 
 def _publish(writers: dict[str, _SplitWriter], info: dict[str, Any], target: artifacts.ArtifactPath) -> None:
     for writer in writers.values():
-        with writer.path.open("rb") as source, artifacts.atomic_writer(target / writer.path.name) as out:
-            shutil.copyfileobj(source, out, 1 << 20)
+        artifacts.copy_file(writer.path, target / writer.path.name)
     with artifacts.atomic_writer(target / INFO_FILE, "w") as out:
         out.write(json.dumps(info, ensure_ascii=False, indent=2) + "\n")
 

@@ -278,9 +278,7 @@ def copy_tree(source: artifacts.ArtifactPath, target: artifacts.ArtifactPath, *,
     files = [p for p in source.rglob("*") if p.is_file()]
     files.sort(key=lambda p: p.relative_to(source).parts == (last,))  # False sorts first: the marker goes last
     for path in files:
-        destination = target.joinpath(*path.relative_to(source).parts)
-        with path.open("rb") as data, artifacts.atomic_writer(destination) as out:
-            shutil.copyfileobj(data, out, 1 << 20)
+        artifacts.copy_file(path, target.joinpath(*path.relative_to(source).parts))
 
 
 def publish(local_dir: Path, version: str, root: str | artifacts.ArtifactPath | None = None) -> str:
