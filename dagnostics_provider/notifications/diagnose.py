@@ -27,7 +27,6 @@ from dagnostics_provider.store.diagnosis import (
     Diagnosis,
     DiagnosisState,
     TaskInstanceRef,
-    task_diagnosis,
     wait_for_diagnosis,
 )
 from dagnostics_provider.store.failures import record_failure
@@ -77,13 +76,9 @@ def _record_and_wait(ti: Any, context: Mapping[str, Any], wait_seconds: float) -
         record = failure_record_from("running", ti, context["exception"])
         if record is not None:
             record_failure(record)
-    ref = _ref(ti)
-    diagnosis = task_diagnosis(ref, _try_number(ti))
-    if diagnosis.state is DiagnosisState.pending:
-        diagnosis = wait_for_diagnosis(
-            ref, _try_number(ti), wait_seconds - (time.monotonic() - started), poll_interval=POLL_SECONDS
-        )
-    return diagnosis
+    return wait_for_diagnosis(
+        _ref(ti), _try_number(ti), wait_seconds - (time.monotonic() - started), poll_interval=POLL_SECONDS
+    )
 
 
 def _ref(ti: Any) -> TaskInstanceRef:

@@ -18,13 +18,15 @@ from typing import Any
 from sqlalchemy import select
 
 from dagnostics_provider.store.engine import session_scope
-from dagnostics_provider.store.models import FailedTask, FailureStatus
+from dagnostics_provider.store.models import FailedTask
 from dagnostics_provider.store.reviews.common import ItemNotFound, utc
 from dagnostics_provider.store.reviews.dag_access import DagScope
 from dagnostics_provider.store.reviews.item import ReviewItem, get_review_item
 
 
 class DiagnosisState(str, enum.Enum):
+    """A recorded try's FailureStatus, value for value, plus "not_recorded"."""
+
     not_recorded = "not_recorded"  # DAGnostics saw no failed try of this task instance
     pending = "pending"  # recorded, the analysis has not run yet
     analysis_failed = "analysis_failed"  # the analysis raised; status_detail says why
@@ -64,19 +66,6 @@ class Diagnosis:
     item: ReviewItem | None = None  # the analysis with its reviews (state analyzed)
     tries: list[RecordedTry] = field(default_factory=list)  # every recorded try, newest first
 
-    @property
-    def settled(self) -> bool:
-        """Nothing more will happen without a person: analysed, failed, or ignored."""
-        return self.state in (DiagnosisState.analyzed, DiagnosisState.analysis_failed, DiagnosisState.ignored)
-
-
-_STATES = {
-    FailureStatus.pending: DiagnosisState.pending,
-    FailureStatus.analyzed: DiagnosisState.analyzed,
-    FailureStatus.analysis_failed: DiagnosisState.analysis_failed,
-    FailureStatus.ignored: DiagnosisState.ignored,
-}
-
 
 def task_diagnosis(
     ref: TaskInstanceRef, try_number: int | None = None, *, url: str | None = None, dag_ids: DagScope = None
@@ -111,7 +100,7 @@ def task_diagnosis(
             "detail": chosen.status_detail,
             "tries": tries,
         }
-        state = _STATES[chosen.status]
+        state = DiagnosisState(chosen.status.value)  # a recorded try's state is its failure status
     if state is DiagnosisState.analyzed:
         try:
             values["item"] = get_review_item(values["failure_id"], url, dag_ids=dag_ids)
@@ -130,11 +119,15 @@ def wait_for_diagnosis(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Diagnosis:
-    """Poll the store until the try's diagnosis is settled or ``timeout`` seconds passed; return the last seen."""
+    """Poll the store while the try's analysis is pending, at most ``timeout`` seconds; return the last seen.
+
+    Anything but ``pending`` ends the wait at once: an analysis, a failed or ignored one, or a try that is not
+    recorded (a retry without ``[dagnostics] record_retries``), for which no analysis will come.
+    """
     deadline = clock() + max(0.0, timeout)
     while True:
         diagnosis = task_diagnosis(ref, try_number, url=url)
         remaining = deadline - clock()
-        if diagnosis.settled or remaining <= 0:
+        if diagnosis.state is not DiagnosisState.pending or remaining <= 0:
             return diagnosis
         sleep(min(poll_interval, remaining))

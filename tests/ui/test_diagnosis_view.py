@@ -155,3 +155,10 @@ def test_log_and_analysis_text_is_escaped(client_for, seeded):
     html = client_for("viewer").get(f"/diagnosis?{_query(failure)}").get_data(as_text=True)
     assert XSS_LINE not in html
     assert "&lt;script&gt;" in html
+
+
+def test_every_failure_status_is_a_diagnosis_state():
+    from dagnostics_provider.store.diagnosis import DiagnosisState
+    from dagnostics_provider.store.models import FailureStatus
+
+    assert {status.value for status in FailureStatus} <= {state.value for state in DiagnosisState}
