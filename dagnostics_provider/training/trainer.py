@@ -4,7 +4,8 @@ What the original trainer got wrong, and what happens here instead:
 
 - The loss falls on the answer only. Causal LMs train through TRL's ``SFTTrainer`` on prompt/completion records,
   which masks the prompt (and padding) out of the labels and appends EOS so the model learns to stop; seq2seq
-  models have the answer as their decoder labels by construction.
+  models have the answer as their decoder labels by construction. On a CPU only the answer's positions meet the LM
+  head (``answer_logits``), where TRL would project every position.
 - Batches are padded to their own longest row (dynamic padding), and rows of similar length are batched together
   (``train_sampling_strategy="group_by_length"``), so padding costs almost nothing.
 - Each epoch (or every ``eval_steps``) is evaluated on the validation split; training stops early when the
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 from dagnostics_provider import artifacts, prompt_format
-from dagnostics_provider.training import model_loading, sft_data
+from dagnostics_provider.training import answer_logits, model_loading, sft_data
 from dagnostics_provider.training.layout import (
     ADAPTER_DIR,
     CHECKPOINTS_DIR,
@@ -240,6 +241,8 @@ def _causal_trainer(
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
+    # On a CPU, TRL's fused LM head projects every position; this trainer projects the answer's positions only.
+    trainer_class = answer_logits.answer_logits_trainer_class() if precision.device == "cpu" else SFTTrainer
     args = SFTConfig(
         **_training_arguments(params, precision, checkpoints),
         max_length=max_length,
@@ -247,7 +250,7 @@ def _causal_trainer(
         packing=False,  # packing and padding-free need FlashAttention; dynamic padding + grouping instead
         padding_free=False,
     )
-    return SFTTrainer(
+    return trainer_class(
         model=model,
         args=args,
         train_dataset=Dataset.from_list([sft_data.sft_record(e, style) for e in train]),
