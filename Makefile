@@ -73,14 +73,15 @@ train-cpu: install
 	mkdir -p $(TRAIN_HOME)
 	AIRFLOW_HOME=$(abspath $(TRAIN_HOME)) $(PY) scripts/corpus_dataset.py
 	AIRFLOW_HOME=$(abspath $(TRAIN_HOME)) $(VENV)/bin/dagnostics training train-local --force-cpu --batch-size 1 \
-		--gradient-accumulation-steps 4 --cpu-activation-checkpointing --cpu-bf16 --epochs 3 --use-quantization false
+		--gradient-accumulation-steps 4 --cpu-activation-checkpointing --cpu-bf16 --lora-dropout 0 --epochs 3 \
+		--use-quantization false
 
 train-local: install
 	$(VENV)/bin/dagnostics training train-local --use-quantization true
 
 train-workflow-cpu: install
-	$(VENV)/bin/dagnostics training pipeline --force-cpu --batch-size 1 --epochs 3 --min-feedback 20 \
-		--auto-deploy false
+	$(VENV)/bin/dagnostics training pipeline --force-cpu --batch-size 1 --gradient-accumulation-steps 4 \
+		--cpu-activation-checkpointing --cpu-bf16 --lora-dropout 0 --epochs 3 --min-feedback 20 --auto-deploy false
 
 clean:
 	bash scripts/demo.sh stop || true

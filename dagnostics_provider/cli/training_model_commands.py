@@ -117,11 +117,44 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_local(verbs: argparse._SubParsersAction) -> None:
-    from dagnostics_provider.cli.common import boolean
+# The options that make a LoRA run fit a CPU (docs/training.md, "Memory and speed on a CPU"); train-local and the
+# pipeline command both take them.
+CPU_LEVERS = ("gradient_accumulation_steps", "lora_dropout", "cpu_activation_checkpointing", "cpu_bf16")
+
+
+def add_cpu_levers(group: Any, defaults: dict[str, Any]) -> None:
+    """Add the :data:`CPU_LEVERS` options to ``group`` (parsed as None when not given, like every training option)."""
+    group.add_argument(
+        "--gradient-accumulation-steps",
+        type=int,
+        help=f"steps per optimizer update (default: {defaults['gradient_accumulation_steps']})",
+    )
+    group.add_argument("--lora-dropout", type=float, help=f"LoRA dropout (default: {defaults['lora_dropout']})")
+    group.add_argument(
+        "--cpu-activation-checkpointing",
+        action="store_true",
+        default=None,
+        help="on a CPU, recompute activations in the backward pass: less memory, slower (see docs/training.md)",
+    )
+    group.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        default=None,
+        help="on a CPU with bf16 instructions, bfloat16 autocast for the matmuls; weights stay float32",
+    )
+
+
+def training_defaults() -> dict[str, Any]:
+    """:class:`TrainingParams`' defaults by field name, for the options' help texts."""
     from dagnostics_provider.training.trainer import TrainingParams
 
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainingParams) if f.name != "model_name"}
+    return {f.name: f.default for f in dataclasses.fields(TrainingParams) if f.name != "model_name"}
+
+
+def _add_train_local(verbs: argparse._SubParsersAction) -> None:
+    from dagnostics_provider.cli.common import boolean
+
+    defaults = training_defaults()
     train = verbs.add_parser(
         "train-local",
         help="fine-tune a base model with LoRA (QLoRA on CUDA), evaluate it and register a model version",
@@ -154,18 +187,6 @@ def _add_train_local(verbs: argparse._SubParsersAction) -> None:
     )
     model.add_argument("--force-cpu", action="store_true", default=None, help="train on the CPU even with a GPU")
     model.add_argument(
-        "--cpu-activation-checkpointing",
-        action="store_true",
-        default=None,
-        help="on a CPU, recompute activations in the backward pass: less memory, slower (see docs/training.md)",
-    )
-    model.add_argument(
-        "--cpu-bf16",
-        action="store_true",
-        default=None,
-        help="on a CPU with bf16 instructions, bfloat16 autocast for the matmuls; weights stay float32",
-    )
-    model.add_argument(
         "--trust-remote-code",
         action="store_true",
         default=None,
@@ -184,18 +205,13 @@ def _add_train_local(verbs: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, help=f"examples per device and step (default: {defaults['batch_size']})"
     )
     training.add_argument(
-        "--gradient-accumulation-steps",
-        type=int,
-        help=f"steps per optimizer update (default: {defaults['gradient_accumulation_steps']})",
-    )
-    training.add_argument(
         "--max-length",
         type=int,
         help=f"longest example in tokens; longer log contexts lose their middle (default: {defaults['max_length']})",
     )
     training.add_argument("--lora-r", type=int, help=f"LoRA rank (default: {defaults['lora_r']})")
     training.add_argument("--lora-alpha", type=int, help=f"LoRA scaling (default: {defaults['lora_alpha']})")
-    training.add_argument("--lora-dropout", type=float, help=f"LoRA dropout (default: {defaults['lora_dropout']})")
+    add_cpu_levers(training, defaults)
     training.add_argument(
         "--target-modules",
         help="comma-separated module names LoRA adapts (default: all-linear: every linear layer but the output)",

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from dagnostics_provider.cli.common import boolean, ollama_quantize
+from dagnostics_provider.cli.training_model_commands import CPU_LEVERS, add_cpu_levers, training_defaults
 
 
 def _pipeline(args: argparse.Namespace) -> int:
@@ -26,6 +27,7 @@ def _pipeline(args: argparse.Namespace) -> int:
         auto_deploy=args.auto_deploy,
         quantize=args.quantize,
         min_rating=args.min_rating,
+        training_options={name: getattr(args, name) for name in CPU_LEVERS},
     )
     try:
         steps = run_pipeline(options)
@@ -58,6 +60,7 @@ def add_pipeline_commands(verbs: argparse._SubParsersAction) -> None:
     pipeline.add_argument(
         "--quantize", type=ollama_quantize, help="Ollama quantization on create: f32, f16, bf16, q8_0, q4_K_S, q4_K_M"
     )
+    add_cpu_levers(pipeline, training_defaults())
     pipeline.add_argument("--min-rating", type=int, default=None, help="lowest review rating used (default: 3)")
     pipeline.add_argument("--format", choices=("text", "json"), default="text")
     pipeline.set_defaults(handler=_pipeline)

@@ -35,7 +35,8 @@ class LoRATrainingOperator(BaseOperator):
     :param training_options: further :class:`~dagnostics_provider.training.trainer.TrainingParams` fields
         (``lora_r``, ``lora_alpha``, ``lora_dropout``, ``target_modules``, ``gradient_accumulation_steps``,
         ``early_stopping_patience``, ``eval_steps``, ``trust_remote_code``, and on a CPU worker
-        ``cpu_activation_checkpointing`` and ``cpu_bf16``, the memory levers ``make train-cpu`` uses).
+        ``cpu_activation_checkpointing`` and ``cpu_bf16``; with ``batch_size=1``, ``gradient_accumulation_steps=4``
+        and ``lora_dropout=0.0`` these are the recipe ``make train-cpu`` uses, docs/training.md).
     :param evaluate: generate on the validation split and compute metrics (and A/B against base and production).
     """
 

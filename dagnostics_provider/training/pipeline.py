@@ -139,6 +139,8 @@ class PipelineOptions:
     auto_deploy: bool = False
     quantize: str | None = None
     min_rating: int | None = None
+    # Further TrainingParams fields (None keeps the default), e.g. the CPU levers of `make train-workflow-cpu`.
+    training_options: dict[str, Any] = field(default_factory=dict)
 
 
 def run_pipeline(options: PipelineOptions) -> dict[str, Any]:
@@ -158,6 +160,7 @@ def run_pipeline(options: PipelineOptions) -> dict[str, Any]:
         batch_size=options.batch_size,
         use_quantization=options.use_quantization,
         force_cpu=options.force_cpu,
+        **options.training_options,
     )
     trained = train_version(params, str(dataset.train_path), str(dataset.validation_path), resume=True)
     steps["model"] = trained.to_xcom()

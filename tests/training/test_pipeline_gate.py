@@ -73,3 +73,38 @@ def test_notifier_from_configuration(monkeypatch):
         configured_notifiers()
     monkeypatch.delenv("AIRFLOW__DAGNOSTICS__RETRAINING_NOTIFIER")
     assert configured_notifiers() == []
+
+
+class _Trained(Exception):
+    """Stops the pipeline where training would start; carries what it would have trained with."""
+
+
+def test_the_pipeline_command_trains_with_the_cpu_levers_it_was_given(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from dagnostics_provider.cli.main import main
+    from dagnostics_provider.store.migrate import upgrade
+    from dagnostics_provider.training import dataset, pipeline, workflow
+
+    url = f"sqlite:///{tmp_path / 'dagnostics.db'}"
+    monkeypatch.setenv("AIRFLOW__DAGNOSTICS__SQL_ALCHEMY_CONN", url)
+    upgrade(url)
+    monkeypatch.setattr(pipeline, "check_feedback", lambda *_: {"new_feedback": 25})
+    generated = SimpleNamespace(to_dict=dict, train_path="train.jsonl", validation_path="validation.jsonl")
+    monkeypatch.setattr(dataset, "generate_dataset", lambda **_: generated)
+
+    def train_version(params, *_, **__):
+        raise _Trained(params)
+
+    monkeypatch.setattr(workflow, "train_version", train_version)
+    command = ["training", "pipeline", "--force-cpu", "--batch-size", "1", "--gradient-accumulation-steps", "4"]
+    with pytest.raises(_Trained) as trained:
+        main([*command, "--cpu-activation-checkpointing", "--cpu-bf16", "--lora-dropout", "0"])
+    params = trained.value.args[0]
+    assert (params.batch_size, params.gradient_accumulation_steps, params.lora_dropout) == (1, 4, 0.0)
+    assert params.cpu_activation_checkpointing and params.cpu_bf16 and params.force_cpu
+
+    with pytest.raises(_Trained) as trained:
+        main(["training", "pipeline"])
+    defaults = trained.value.args[0]
+    assert (defaults.gradient_accumulation_steps, defaults.lora_dropout, defaults.cpu_bf16) == (1, 0.1, False)
