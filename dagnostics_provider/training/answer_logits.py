@@ -59,14 +59,17 @@ def answer_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = No
 
 
 def answer_logits_trainer_class() -> type:
-    """``SFTTrainer`` whose loss comes from :func:`answer_loss` (imported lazily: TRL is the training extra's)."""
+    """``SFTTrainer`` whose loss comes from :func:`answer_loss` (imported lazily: TRL is the training extra's).
+
+    Only for models that :func:`takes_logits_to_keep`; the trainer checks that once, when it picks the class.
+    """
     from trl import SFTTrainer
 
     class AnswerLogitsSFTTrainer(SFTTrainer):
         """SFTTrainer that projects only the answer positions; its logs keep TRL's keys and meaning."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if return_outputs or not takes_logits_to_keep(model):
+            if return_outputs:  # the logits themselves were asked for: only TRL's path builds them
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             mode = "train" if self.model.training else "eval"
             loss, stats = answer_loss(model, inputs, num_items_in_batch)

@@ -242,7 +242,8 @@ def _causal_trainer(
     from trl import SFTConfig, SFTTrainer
 
     # On a CPU, TRL's fused LM head projects every position; this trainer projects the answer's positions only.
-    trainer_class = answer_logits.answer_logits_trainer_class() if precision.device == "cpu" else SFTTrainer
+    answer_only = precision.device == "cpu" and answer_logits.takes_logits_to_keep(model)
+    trainer_class = answer_logits.answer_logits_trainer_class() if answer_only else SFTTrainer
     args = SFTConfig(
         **_training_arguments(params, precision, checkpoints),
         max_length=max_length,
