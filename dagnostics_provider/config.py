@@ -134,6 +134,19 @@ OPTIONS: dict[str, Option] = {
             example="0.0",
         ),
         Option(
+            name="llm_max_tokens",
+            type="integer",
+            default="1024",
+            description=(
+                "Most tokens of one answer from Ollama (sent as ``options.num_predict``) or an OpenAI-compatible "
+                "server (``max_tokens``). An analysis is a few hundred tokens; without a bound a model that repeats "
+                "itself generates until ``llm_timeout``, on every retry, while the worker slot waits. An answer cut "
+                "off here falls back to the heuristic with a reason that names this option. The ``llamacpp`` "
+                "analyzer has its own ``llamacpp_max_tokens``."
+            ),
+            example="2048",
+        ),
+        Option(
             name="llm_timeout",
             type="float",
             default="60",

@@ -53,6 +53,7 @@ class LLMAnalyzer:
         hook: Any,
         *,
         temperature: float | None = None,
+        max_tokens: int | None = None,
         max_retries: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -63,6 +64,10 @@ class LLMAnalyzer:
         self.provider = provider
         self.hook = hook
         self.temperature = config.get_float("llm_temperature") if temperature is None else temperature
+        # in-process llama.cpp bounds its answers itself, together with its context size (llamacpp_max_tokens)
+        self.max_tokens = config.get_int("llm_max_tokens") if max_tokens is None else max_tokens
+        if self.max_tokens < 1:
+            raise ValueError(f"[dagnostics] llm_max_tokens must be at least 1, got {self.max_tokens}")
         self.max_retries = max(0, config.get_int("llm_max_retries") if max_retries is None else max_retries)
         self._sleep = sleep
         self._model_resolver = model_resolver
@@ -108,7 +113,7 @@ class LLMAnalyzer:
             except InvalidAnalysis as exc:
                 reason = f"invalid answer: {exc}"
                 if getattr(response, "finish_reason", None) == "length":
-                    reason = f"invalid answer, cut off at the token limit{_hint(self.hook)}: {exc}"
+                    reason = f"invalid answer, cut off at the token limit ({self._token_limit()}): {exc}"
                 log.info("Attempt %d/%d: %s answered an invalid analysis: %s", attempt + 1, attempts, self.model, exc)
                 continue
             return AnalysisOutcome(
@@ -130,10 +135,23 @@ class LLMAnalyzer:
 
     def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Any:
         if self.provider == "ollama":
-            return self.hook.chat(messages, model=self.model, format=schema, options={"temperature": self.temperature})
+            options = ollama_options(self.temperature, self.max_tokens)
+            return self.hook.chat(messages, model=self.model, format=schema, options=options)
         if self.provider == "llamacpp":
             return self.hook.chat(messages, json_schema=schema, temperature=self.temperature)
-        return self.hook.chat(messages, json_schema=schema, schema_name="analysis", temperature=self.temperature)
+        return self.hook.chat(
+            messages,
+            json_schema=schema,
+            schema_name="analysis",
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+        )
+
+    def _token_limit(self) -> str:
+        """The setting that bounds this analyzer's answers, with its value: what to raise when they are cut off."""
+        if self.provider == "llamacpp":
+            return self.hook.truncation_hint
+        return f"[dagnostics] llm_max_tokens = {self.max_tokens}"
 
     def _fallback(self, fallback: AnalysisResult, reason: str, raw: str | None) -> AnalysisOutcome:
         """The heuristic analysis, credited to no model: the reason names the model that failed and why.
@@ -156,6 +174,11 @@ class LLMAnalyzer:
             raw_response=bounded(raw),
             fallback_reason=reason,
         )
+
+
+def ollama_options(temperature: float, max_tokens: int) -> dict[str, Any]:
+    """The ``options`` of an analysis request to Ollama; the deployment's smoke test asks with the same ones."""
+    return {"temperature": temperature, "num_predict": max_tokens}
 
 
 def build_llm_analyzer(provider: str | None = None) -> LLMAnalyzer | None:
@@ -200,12 +223,6 @@ def parse_answer(answer: str) -> AnalysisResult:
     if lines == result.error_lines:
         return result
     return parse_analysis({**result.model_dump(), "error_lines": lines})
-
-
-def _hint(hook: Any) -> str:
-    """`` (what to raise)`` where the hook can say which setting limits its answers' length."""
-    hint = getattr(hook, "truncation_hint", None)
-    return f" ({hint})" if isinstance(hint, str) and hint else ""
 
 
 def bounded(raw: str | None) -> str | None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dagnostics_provider import artifacts, config, prompt_format
-from dagnostics_provider.analysis.llm import parse_answer
+from dagnostics_provider.analysis.llm import ollama_options, parse_answer
 from dagnostics_provider.analysis.schema import AnalysisResult, InvalidAnalysis, json_schema
 from dagnostics_provider.deploy import architectures
 from dagnostics_provider.deploy import bundle as bundles
@@ -215,12 +215,12 @@ def verify(hook: OllamaHook, tag: str, spec: ModelfileSpec) -> AnalysisResult:
 
 
 def smoke_test(hook: OllamaHook, model: str) -> AnalysisResult:
-    """Ask ``model`` exactly as the analyzer does (prompt, schema, temperature); its answer must be an analysis."""
+    """Ask ``model`` exactly as the analyzer does (prompt, schema, options); its answer must be an analysis."""
     response = hook.chat(
         prompt_format.chat_messages(bundles.EXAMPLE_CONTEXT),
         model=model,
         format=json_schema(),
-        options={"temperature": config.get_float("llm_temperature")},
+        options=ollama_options(config.get_float("llm_temperature"), config.get_int("llm_max_tokens")),
     )
     if response.done_reason == "length":
         raise VerificationError(

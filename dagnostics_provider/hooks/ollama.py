@@ -66,6 +66,11 @@ class ChatResponse:
     total_duration_ns: int | None = None
     eval_count: int | None = None
 
+    @property
+    def finish_reason(self) -> str | None:
+        """Why generation stopped, under the name the OpenAI-compatible and llama.cpp answers use (``"length"``)."""
+        return self.done_reason
+
 
 class OllamaHook(LLMServerHook):
     """Talk to an Ollama server described by an ``ollama`` connection, or by ``[dagnostics] llm_*`` without one.

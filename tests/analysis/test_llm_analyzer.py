@@ -64,9 +64,21 @@ def sleeps():
     return []
 
 
-def analyzer(fake, sleeps, *, timeout: float = 5, max_retries: int = 2) -> LLMAnalyzer:
+# A limit no scripted answer reaches: junk of any size arrives whole, as from a server that ignores num_predict.
+UNBOUNDED = 10_000_000
+
+
+def analyzer(fake, sleeps, *, timeout: float = 5, max_retries: int = 2, max_tokens: int | None = None) -> LLMAnalyzer:
     hook = OllamaHook(base_url=fake.url, timeout=timeout)
-    return LLMAnalyzer("ollama", hook, temperature=0.1, max_retries=max_retries, sleep=sleeps.append, clock=Clock())
+    return LLMAnalyzer(
+        "ollama",
+        hook,
+        temperature=0.1,
+        max_tokens=max_tokens,
+        max_retries=max_retries,
+        sleep=sleeps.append,
+        clock=Clock(),
+    )
 
 
 def assert_fallback(outcome, reason_part: str) -> None:
@@ -93,7 +105,7 @@ def test_structured_output_gives_a_valid_ollama_analysis(fake, sleeps):
     assert len(sent) == 1
     assert sent[0]["messages"] == chat_messages(CONTEXT)
     assert sent[0]["format"] == json_schema()
-    assert sent[0]["options"] == {"temperature": 0.1}
+    assert sent[0]["options"] == {"temperature": 0.1, "num_predict": 1024}  # [dagnostics] llm_max_tokens
     assert sent[0]["stream"] is False
 
 
@@ -102,6 +114,20 @@ def test_temperature_and_retries_come_from_config(fake, monkeypatch):
     monkeypatch.setenv("AIRFLOW__DAGNOSTICS__LLM_MAX_RETRIES", "0")
     configured = LLMAnalyzer("ollama", OllamaHook(base_url=fake.url))
     assert (configured.temperature, configured.max_retries) == (0.0, 0)
+
+
+def test_an_answer_cut_at_llm_max_tokens_falls_back_naming_the_option(fake, sleeps, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__DAGNOSTICS__LLM_MAX_TOKENS", "16")
+    outcome = analyzer(fake, sleeps, max_retries=1).analyze(CONTEXT, HEURISTIC)
+    assert_fallback(outcome, "invalid answer, cut off at the token limit ([dagnostics] llm_max_tokens = 16)")
+    assert [request["options"]["num_predict"] for request in fake.json_requests("/api/chat")] == [16, 16]
+    assert outcome.raw_response == ANALYSIS.to_json()[:64]  # what the server sent is kept for the reviewer
+
+
+def test_llm_max_tokens_below_one_is_a_configuration_error(fake, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__DAGNOSTICS__LLM_MAX_TOKENS", "0")
+    with pytest.raises(ValueError, match="llm_max_tokens must be at least 1, got 0"):
+        LLMAnalyzer("ollama", OllamaHook(base_url=fake.url))
 
 
 def test_ollama_down_falls_back_at_once(fake, sleeps):
@@ -150,7 +176,7 @@ JUNK = {
 @pytest.mark.parametrize("answer, reason", JUNK.values(), ids=JUNK.keys())
 def test_junk_answers_fall_back_with_the_reason(fake, sleeps, answer, reason):
     fake.answers[DEFAULT_MODEL] = lambda request: answer
-    outcome = analyzer(fake, sleeps).analyze(CONTEXT, HEURISTIC)
+    outcome = analyzer(fake, sleeps, max_tokens=UNBOUNDED).analyze(CONTEXT, HEURISTIC)
     assert_fallback(outcome, reason)
     assert outcome.fallback_reason.startswith(f"model {DEFAULT_MODEL}: invalid answer: ")
     assert "(after 3 attempts)" in outcome.fallback_reason
@@ -160,7 +186,7 @@ def test_junk_answers_fall_back_with_the_reason(fake, sleeps, answer, reason):
 
 def test_a_megabyte_of_text_is_stored_cut(fake, sleeps):
     fake.answers[DEFAULT_MODEL] = lambda request: "é" * 600_000
-    outcome = analyzer(fake, sleeps, max_retries=0).analyze(CONTEXT, HEURISTIC)
+    outcome = analyzer(fake, sleeps, max_retries=0, max_tokens=UNBOUNDED).analyze(CONTEXT, HEURISTIC)
     assert_fallback(outcome, "not JSON")
     assert outcome.raw_response.startswith("é" * 1000)
     assert outcome.raw_response.endswith(f"[... {1_200_000 - MAX_RAW_RESPONSE_BYTES} more bytes cut]")
@@ -168,7 +194,7 @@ def test_a_megabyte_of_text_is_stored_cut(fake, sleeps):
 
 def test_ten_megabytes_are_refused_unread(fake, sleeps):
     fake.answers[DEFAULT_MODEL] = lambda request: "x" * 10_000_000
-    outcome = analyzer(fake, sleeps, max_retries=0).analyze(CONTEXT, HEURISTIC)
+    outcome = analyzer(fake, sleeps, max_retries=0, max_tokens=UNBOUNDED).analyze(CONTEXT, HEURISTIC)
     assert_fallback(outcome, "more than 4 MiB; refusing to read further")
     assert outcome.raw_response is None
 
@@ -258,7 +284,18 @@ def test_openai_compatible_provider(sleeps):
     assert (outcome.analyzer, outcome.result, outcome.model) == ("openai", ANALYSIS, "qwen2.5-0.5b-instruct")
     assert sent["response_format"]["json_schema"] == {"name": "analysis", "schema": json_schema(), "strict": True}
     assert sent["temperature"] == 0.2
+    assert sent["max_tokens"] == 1024
     assert sent["messages"] == chat_messages(CONTEXT)
+
+
+def test_openai_compatible_answer_cut_at_max_tokens_falls_back(sleeps):
+    with FakeOpenAI(models=["qwen2.5-0.5b-instruct"]) as server:
+        server.answers["qwen2.5-0.5b-instruct"] = lambda request: ANALYSIS.to_json()
+        hook = OpenAICompatibleHook(base_url=server.url, model="qwen2.5-0.5b-instruct", timeout=5)
+        outcome = LLMAnalyzer("openai", hook, max_tokens=10, max_retries=0).analyze(CONTEXT, HEURISTIC)
+        assert server.json_requests()[0]["max_tokens"] == 10
+    assert outcome.analyzer == "heuristic"
+    assert "cut off at the token limit ([dagnostics] llm_max_tokens = 10)" in outcome.fallback_reason
 
 
 def test_openai_compatible_provider_down(sleeps):

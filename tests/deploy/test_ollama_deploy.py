@@ -80,6 +80,7 @@ def test_deploy_uploads_creates_verifies_and_promotes(registered, fake):
     assert smoke["model"] == TAG10
     assert smoke["messages"] == prompt_format.chat_messages(EXAMPLE_CONTEXT)
     assert smoke["format"] == json_schema()
+    assert smoke["options"] == {"temperature": 0.1, "num_predict": 1024}  # llm_temperature, llm_max_tokens
     assert_serving(fake, TAG10, V10)
     row = get_deployment(result.deployment_id)
     assert (row.status, row.target, row.ollama_model, row.alias) == (DeploymentStatus.succeeded, fake.url, TAG10, ALIAS)
@@ -147,6 +148,14 @@ def test_an_invalid_smoke_answer_fails_the_deploy_and_removes_the_new_tag(regist
         deploy(registered.v11, ollama_hook())
     assert_failed_safely(fake, failure, "VerificationError", serving.deployment_id)
     assert {"model": TAG11} in fake.json_requests("/api/delete")  # created, then cleaned up
+
+
+def test_a_model_that_runs_into_the_token_limit_fails_the_deploy(registered, fake, monkeypatch):
+    serving = deploy(registered.v10, ollama_hook())
+    monkeypatch.setenv("AIRFLOW__DAGNOSTICS__LLM_MAX_TOKENS", "8")  # the answer is longer: Ollama cuts it
+    with pytest.raises(DeployError, match="did not stop before its length limit") as failure:
+        deploy(registered.v11, ollama_hook())
+    assert_failed_safely(fake, failure, "VerificationError", serving.deployment_id)
 
 
 def test_deploy_without_promotion_leaves_production_alone(registered, fake):

@@ -39,7 +39,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tests.fakes import go_template
-from tests.fakes.http_fake import FakeHTTPServer, Reply, Request, Stream
+from tests.fakes.http_fake import FakeHTTPServer, Reply, Request, Stream, cut_to_tokens
 
 DEFAULT_MODEL = "llama3.2:3b"
 DEFAULT_TEMPLATE = "{{ if .System }}{{ .System }}\n{{ end }}{{ .Prompt }}"
@@ -369,6 +369,7 @@ class FakeOllama(FakeHTTPServer):
             raise OllamaAPIError(400, "json: cannot unmarshal model into Go struct field of type string")
         if "options" in body and not isinstance(body["options"], dict):
             raise OllamaAPIError(400, "json: cannot unmarshal options into Go struct field of type map[string]any")
+        _check_options(body.get("options") or {})
         if "stream" in body and not isinstance(body["stream"], bool):
             raise OllamaAPIError(400, "json: cannot unmarshal stream into Go struct field of type bool")
         if "keep_alive" in body and not isinstance(body["keep_alive"], (str, int, float)):
@@ -402,15 +403,15 @@ class FakeOllama(FakeHTTPServer):
         if answer is None:
             raise OllamaAPIError(500, f"fake ollama: no answer scripted for model '{model.name}'")
         self.pause(self.delays.get(model.name, 0.0))
-        text = answer(body)
+        text, done_reason = _limit(answer(body), (body.get("options") or {}).get("num_predict"))
         if body.get("stream", True) is False:
-            return self._reply(body, shape(text), done_reason="stop")
+            return self._reply(body, shape(text), done_reason=done_reason)
         pieces = [text[i : i + _STREAM_PIECE_CHARS] for i in range(0, len(text), _STREAM_PIECE_CHARS)]
 
         def lines() -> Iterator[dict[str, Any]]:
             for piece in pieces:
                 yield {"model": body["model"], "created_at": _now(), **shape(piece), "done": False}
-            yield {"model": body["model"], "created_at": _now(), **shape(""), **_final_stats("stop")}
+            yield {"model": body["model"], "created_at": _now(), **shape(""), **_final_stats(done_reason)}
 
         return Stream(lines())
 
@@ -718,6 +719,29 @@ def _repetition_bounds(schema: Any) -> Iterator[int]:
                 yield value
             else:
                 yield from _repetition_bounds(value)
+
+
+# Options whose JSON type Ollama checks (api.Options.FromMap): a wrong type fails the request with HTTP 500 from the
+# scheduler; options it does not know are only logged, so they are ignored here too.
+_INTEGER_OPTIONS = frozenset({"num_predict", "num_ctx", "num_keep", "seed", "top_k", "repeat_last_n"})
+_FLOAT_OPTIONS = frozenset({"temperature", "top_p", "min_p", "typical_p", "repeat_penalty"})
+
+
+def _check_options(options: dict[str, Any]) -> None:
+    for key, value in options.items():
+        if value is None:
+            continue
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key in _INTEGER_OPTIONS and not number:
+            raise OllamaAPIError(500, f'option "{key}" must be of type integer')
+        if key in _FLOAT_OPTIONS and not number:
+            raise OllamaAPIError(500, f'option "{key}" must be of type float32')
+
+
+def _limit(text: str, num_predict: Any) -> tuple[str, str]:
+    """The answer as ``num_predict`` leaves it (-1, the default, and -2 set no limit) and Ollama's done_reason."""
+    text, cut = cut_to_tokens(text, None if num_predict is None else int(num_predict))
+    return text, "length" if cut else "stop"
 
 
 def _final_stats(done_reason: str) -> dict[str, Any]:

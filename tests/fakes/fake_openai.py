@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.fakes.http_fake import FakeHTTPServer, Reply, Request, Stream
+from tests.fakes.http_fake import FakeHTTPServer, Reply, Request, Stream, cut_to_tokens
 
 DEFAULT_MODEL = "gpt-test"
 RESPONSE_FORMATS = ("text", "json_object", "json_schema")
@@ -95,6 +95,10 @@ class FakeOpenAI(FakeHTTPServer):
             return refused
         if body.get("stream"):
             return _error(400, "fake openai: streaming is not implemented", param="stream")
+        max_tokens = body.get("max_tokens")
+        whole_number = isinstance(max_tokens, int) and not isinstance(max_tokens, bool)
+        if max_tokens is not None and (not whole_number or max_tokens < 1):
+            return _error(400, "Invalid 'max_tokens': expected an integer of at least 1", param="max_tokens")
         if model not in self.models:
             return _error(404, f"The model `{model}` does not exist", param="model", code="model_not_found")
         answer = self.answers.get(model)
@@ -103,7 +107,7 @@ class FakeOpenAI(FakeHTTPServer):
                 500, {"error": {"message": f"fake openai: no answer scripted for {model}", "type": "server_error"}}
             )
         self.pause(self.delays.get(model, 0.0))
-        content = answer(body)
+        content, cut = cut_to_tokens(answer(body), max_tokens)
         return Reply(
             200,
             {
@@ -112,7 +116,11 @@ class FakeOpenAI(FakeHTTPServer):
                 "created": int(time.time()),
                 "model": model,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "length" if cut else "stop",
+                    }
                 ],
                 "usage": {"prompt_tokens": 26, "completion_tokens": 290, "total_tokens": 316},
             },

@@ -50,6 +50,18 @@ class Stream:
     content_type: str = "application/x-ndjson"
 
 
+# The fakes have no tokenizer: they count one token per this many characters of a scripted answer.
+CHARS_PER_TOKEN = 4
+
+
+def cut_to_tokens(text: str, limit: int | None) -> tuple[str, bool]:
+    """``text`` as a server's answer-token limit leaves it, and whether the limit cut it."""
+    if limit is None or limit <= 0:
+        return text, False
+    keep = limit * CHARS_PER_TOKEN
+    return (text, False) if len(text) <= keep else (text[:keep], True)
+
+
 class FakeHTTPServer:
     """Start with ``with Fake() as fake:`` (or ``start()``/``stop()``); ``url`` is ``http://127.0.0.1:<port>``.
 

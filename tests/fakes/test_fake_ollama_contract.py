@@ -75,6 +75,38 @@ def test_chat_streams_by_default(client):
     assert [p.done for p in parts] == [False] * (len(parts) - 1) + [True]
 
 
+def test_num_predict_cuts_the_answer_with_done_reason_length(client):
+    asked = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "why?"}], "stream": False}
+    cut = client.chat(**asked, options={"num_predict": 3, "temperature": 0})
+    assert (cut.message.content, cut.done_reason) == (ANSWER[:12], "length")
+    whole = client.chat(**asked, options={"num_predict": -1})
+    assert (whole.message.content, whole.done_reason) == (ANSWER, "stop")
+    streamed = list(client.chat(**(asked | {"stream": True}), options={"num_predict": 3}))
+    assert "".join(p.message.content for p in streamed) == ANSWER[:12]
+    assert streamed[-1].done_reason == "length"
+
+
+@pytest.mark.parametrize(
+    ("options", "refusal"),
+    [
+        ({"num_predict": "many"}, 'option "num_predict" must be of type integer'),
+        ({"num_predict": True}, 'option "num_predict" must be of type integer'),
+        ({"temperature": "low"}, 'option "temperature" must be of type float32'),
+    ],
+)
+def test_options_of_the_wrong_type_fail_like_ollama(client, options, refusal):
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.chat(model=DEFAULT_MODEL, messages=[{"role": "user", "content": "hi"}], stream=False, options=options)
+    assert (caught.value.status_code, caught.value.error) == (500, refusal)
+
+
+def test_unknown_options_are_ignored_like_ollama(client):
+    answer = client.chat(
+        model=DEFAULT_MODEL, messages=[{"role": "user", "content": "hi"}], stream=False, options={"no_such": "x"}
+    )
+    assert answer.message.content == ANSWER
+
+
 def test_chat_with_unknown_model_says_pull_it(client):
     with pytest.raises(ollama.ResponseError) as caught:
         client.chat(model="nope:7b", messages=[{"role": "user", "content": "hi"}])
