@@ -81,8 +81,12 @@ def generate_answers(
     max_new_tokens: int,
     batch_size: int = 8,
     constraint: SchemaGrammar | None = None,
+    label: str = "the model",
 ) -> list[str]:
     """Greedy answers to ``contexts``, in order; a context that cannot fit even cut down gets an empty answer.
+
+    Generation on a CPU takes minutes per batch, so every batch logs how many answers ``label`` has given and an
+    estimate of the time left (a low one: batches go from the shortest prompts to the longest).
 
     ``constraint`` keeps every answer inside the analysis schema's grammar, as serving does
     (:mod:`.schema_decoding`).
@@ -91,6 +95,8 @@ def generate_answers(
     instead of EOS where the two differ (Qwen2.5's ``<|im_end|>`` against its EOS ``<|endoftext|>``).
     """
     import torch
+
+    from dagnostics_provider.training.progress import format_duration
 
     tokenizer, model = loaded.tokenizer, loaded.model
     end_marker = end_of_turn.marker(tokenizer) if loaded.style == sft_data.CHAT_TEMPLATE else ""
@@ -108,6 +114,7 @@ def generate_answers(
     order = sorted((i for i, ids in enumerate(prompts) if ids is not None), key=lambda i: len(prompts[i]))
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
+    started = time.monotonic()
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         # Causal LMs continue from the last position, so their prompts are padded on the left.
@@ -130,6 +137,15 @@ def generate_answers(
         new_tokens = output if seq2seq else output[:, len(rows[0]) :]
         for i, text in zip(batch, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
             answers[i] = end_of_turn.cut(text, end_marker).strip()
+        done, elapsed = start + len(batch), time.monotonic() - started
+        log.info(
+            "Generating with %s: %d/%d answered, elapsed %s, ETA %s",
+            label,
+            done,
+            len(order),
+            format_duration(elapsed),
+            format_duration(elapsed / done * (len(order) - done)),
+        )
     return answers
 
 
@@ -175,6 +191,7 @@ def _score(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         constraint=constraint,
+        label=label,
     )
     scores = metrics.compute_metrics(answers, references)
     scores["generation_s"] = round(time.monotonic() - started, 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -105,9 +106,17 @@ def _scripted_answers(directory, chat_template: str, ending: list[str]) -> tuple
     return generate_answers(loaded, contexts, max_new_tokens=12, batch_size=2), tokenizer.decode(words).strip()
 
 
-def test_generation_stops_at_an_end_of_turn_token_that_is_not_eos(env, tmp_path):
+def test_generation_stops_at_an_end_of_turn_token_that_is_not_eos(env, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="dagnostics_provider.training.evaluation")
     answers, said = _scripted_answers(tmp_path / "qwen", tiny_models.CHATML_TEMPLATE, ["<|im_end|>"])
     assert answers == [said] * 3  # not the token repeated after <|im_end|> up to max_new_tokens
+    # Progress after every batch of two, for the task log of a generation that takes minutes per batch.
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Generating with the model:")]
+    assert [message.split(",")[0] for message in progress] == [
+        "Generating with the model: 2/3 answered",
+        "Generating with the model: 3/3 answered",
+    ]
+    assert progress[-1].endswith("ETA 0m00s")
 
 
 def test_an_answer_is_cut_at_an_end_of_turn_marker_of_several_tokens(env, tmp_path):
