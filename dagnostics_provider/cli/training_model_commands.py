@@ -106,6 +106,9 @@ def _evaluate(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size,
             schema_constrained=args.schema_constrained,
+            engine=args.engine,
+            quantize=args.quantize,
+            convert_script=args.convert_script,
         )
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
@@ -239,6 +242,9 @@ def _add_train_local(verbs: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
+    from dagnostics_provider.deploy.gguf import CONVERTER_OUTTYPES
+    from dagnostics_provider.training.evaluation import ENGINES, TRANSFORMERS
+
     evaluate = verbs.add_parser(
         "evaluate",
         help="evaluate a model version by generation: JSON/schema validity, category, severity, error lines",
@@ -260,7 +266,25 @@ def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
         "--schema-constrained",
         action="store_true",
         help="answer under the analysis schema's llama.cpp grammar, as Ollama and the llamacpp analyzer serve "
-        "(needs the [serving] extra and a base that came from a GGUF file, e.g. the packaged smollm2-135m)",
+        "(needs the [serving] extra; with the transformers engine also a base that came from a GGUF file, e.g. "
+        "the packaged smollm2-135m)",
+    )
+    evaluate.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=TRANSFORMERS,
+        help="where the models answer: transformers (the trained weights; default) or llamacpp (their GGUF exports, "
+        "as Ollama and the llamacpp analyzer serve them: several times faster on a CPU; needs the [serving] extra)",
+    )
+    evaluate.add_argument(
+        "--quantize",
+        choices=CONVERTER_OUTTYPES,
+        help="with --engine llamacpp: precision of the GGUF exports (default: f16, as training deploy exports)",
+    )
+    evaluate.add_argument(
+        "--convert-script",
+        help="with --engine llamacpp: llama.cpp convert_hf_to_gguf.py to export with (default: "
+        "[dagnostics] llama_cpp_convert_script, else the pinned one)",
     )
     evaluate.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     evaluate.set_defaults(handler=_evaluate)

@@ -21,9 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dagnostics_provider import prompt_format
 from dagnostics_provider.analysis.schema import InvalidAnalysis, json_schema, parse_analysis
-from dagnostics_provider.deploy import modelfile
+from dagnostics_provider.deploy import gguf_evaluation, modelfile
 from dagnostics_provider.training import evaluation, sft_data
 from dagnostics_provider.training.schema_decoding import SchemaGrammar
 
@@ -99,10 +98,6 @@ def compare_engines(
     ``loaded`` reuses a version already in memory. The files must hold the version's tokenizer (its f16 and
     quantized exports do): the first one's vocabulary builds transformers' grammar.
     """
-    import llama_cpp
-
-    from dagnostics_provider.hooks.llamacpp import schema_grammar
-
     loaded = loaded or evaluation.load_version(version_dir, device="cpu")
     info = evaluation.read_training_info(version_dir)
     budget = loaded.max_length - max_new_tokens
@@ -126,10 +121,8 @@ def compare_engines(
         for (index, context), answer in zip(kept, answers, strict=True)
     ]
     template = modelfile.prompt_template(info["prompt_style"], loaded.tokenizer)
-    grammar = schema_grammar(llama_cpp, json.dumps(schema))
     return [
-        _llama_cpp_agreement(Path(gguf), references, template, grammar, loaded.max_length, max_new_tokens)
-        for gguf in gguf_files
+        _llama_cpp_agreement(Path(gguf), references, template, loaded.max_length, max_new_tokens) for gguf in gguf_files
     ]
 
 
@@ -156,32 +149,23 @@ def _llama_cpp_agreement(
     gguf_file: Path,
     references: list[_Reference],
     template: modelfile.PromptTemplate,
-    grammar: Any,
     n_ctx: int,
     max_new_tokens: int,
 ) -> EngineAgreement:
     """llama.cpp's answers from ``gguf_file``, prompted through the Ollama TEMPLATE, against transformers' ones."""
-    from llama_cpp import Llama
-
     started = time.monotonic()
-    engine = Llama(model_path=str(gguf_file), n_ctx=n_ctx, verbose=False)
-    adds_bos = engine.metadata.get("tokenizer.ggml.add_bos_token") == "true"
-    results = []
-    try:
-        for expected in references:
-            prompt = modelfile.render(
-                template.template,
-                system=prompt_format.INSTRUCTION,
-                prompt=prompt_format.render_input(expected.context),
-            )
-            # As llama.cpp tokenizes a text prompt: BOS where the GGUF asks for it, special tokens parsed.
-            prompt_tokens = engine.tokenize(prompt.encode("utf-8"), add_bos=adds_bos, special=True)
-            answer = engine.create_completion(
-                prompt_tokens, max_tokens=max_new_tokens, temperature=0.0, grammar=grammar, stop=list(template.stop)
-            )["choices"][0]["text"].strip()
-            results.append(_compare(expected, answer, prompt_tokens))
-    finally:
-        engine.close()
+    answers = gguf_evaluation.answer_contexts(
+        gguf_file,
+        [expected.context for expected in references],
+        template=template,
+        n_ctx=n_ctx,
+        max_new_tokens=max_new_tokens,
+        label=gguf_file.name,
+    )
+    results = [
+        _compare(expected, answer.text, answer.prompt_tokens)
+        for expected, answer in zip(references, answers, strict=True)
+    ]
     agreement = EngineAgreement(str(gguf_file), results)
     log.info("%s: %s in %.1f s", gguf_file.name, agreement.summary(), time.monotonic() - started)
     return agreement

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 GGUF_MAGIC = b"GGUF"
 # convert_hf_to_gguf.py writes these itself; any other quantization is left to Ollama's create.
-_CONVERTER_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+CONVERTER_OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 
 
 class GGUFConversionError(RuntimeError):
@@ -32,7 +32,7 @@ def outtypes(quantize: str | None) -> tuple[str, str | None]:
     quantized GGUF, so it is not asked again. The k-quants (``q4_K_M``...) start from an f16 GGUF that Ollama
     quantizes during create.
     """
-    if quantize and quantize.lower() in _CONVERTER_OUTTYPES:
+    if quantize and quantize.lower() in CONVERTER_OUTTYPES:
         return quantize.lower(), None
     return "f16", quantize
 

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 ANSWER_HEADROOM_TOKENS = 32
 MAX_NEW_TOKENS_CAP = 1024
 SAMPLES_KEPT = 3
+# Where the models answer: the trained weights in transformers, or their GGUF exports in llama.cpp as served.
+TRANSFORMERS, LLAMA_CPP = "transformers", "llamacpp"
+ENGINES = (TRANSFORMERS, LLAMA_CPP)
+# The models an evaluation compares, as keys of evaluation_results.json and the predictions file.
+FINE_TUNED, BASE, PRODUCTION = "fine_tuned", "base", "production"
 
 
 @dataclass(frozen=True)
@@ -175,27 +180,13 @@ def default_max_new_tokens(tokenizer: Any, outputs: Sequence[str]) -> int:
     return min(MAX_NEW_TOKENS_CAP, longest + ANSWER_HEADROOM_TOKENS)
 
 
-def _score(
-    label: str,
-    loaded: LoadedModel,
-    examples,
-    references,
-    max_new_tokens: int,
-    batch_size: int,
-    constraint: SchemaGrammar | None = None,
-) -> tuple:
+def _score(label: str, answer: Callable[[str], list[str]], references: Sequence[Any]) -> tuple:
+    """``answer``'s answers judged against ``references``; ``generation_s`` is the time the answering took."""
     started = time.monotonic()
-    answers = generate_answers(
-        loaded,
-        [e.context for e in examples],
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        constraint=constraint,
-        label=label,
-    )
+    answers = answer(label)
     scores = metrics.compute_metrics(answers, references)
     scores["generation_s"] = round(time.monotonic() - started, 2)
-    log.info("Evaluation of %s on %d examples: %s", label, len(examples), json.dumps(scores))
+    log.info("Evaluation of %s on %d examples: %s", label, len(answers), json.dumps(scores))
     return scores, answers
 
 
@@ -230,16 +221,24 @@ def evaluate_version(
     batch_size: int = 8,
     device: str | None = None,
     schema_constrained: bool = False,
+    engine: str = TRANSFORMERS,
+    quantize: str | None = None,
+    convert_script: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the version in ``version_dir`` (and its base, and production) and write evaluation_results.json.
 
     ``dataset_file`` defaults to the validation split the version was trained with.  With ``schema_constrained``
     every model answers under the analysis schema's llama.cpp grammar, as Ollama and the ``llamacpp`` analyzer
-    serve it (see :mod:`.schema_decoding`); the grammar needs the tokenizer's vocabulary as a GGUF file, which
-    :func:`vocabulary_gguf` finds for a base that came from one.
+    serve it (see :mod:`.schema_decoding`).  ``engine`` is where the models answer: ``transformers`` (the
+    trained weights; the grammar then needs the tokenizer's vocabulary as a GGUF file, which
+    :func:`vocabulary_gguf` finds for a base that came from one) or ``llamacpp`` (GGUF exports at ``quantize``'s
+    precision, as deployed: :mod:`dagnostics_provider.deploy.gguf_evaluation`; ``batch_size`` and ``device`` do
+    not apply).
     """
     from dagnostics_provider.training.progress import quiet_progress_bars
 
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if not sys.stderr.isatty():
         quiet_progress_bars()
     info = read_training_info(version_dir)
@@ -250,34 +249,46 @@ def evaluate_version(
     if not examples:
         raise ValueError(f"{dataset_file} has no examples")
     references = [parse_analysis(e.output) for e in examples]
-    loaded = load_version(version_dir, device=device)
-    max_new_tokens = max_new_tokens or default_max_new_tokens(loaded.tokenizer, [e.output for e in examples])
-    constraint = SchemaGrammar(vocabulary_gguf(info), json_schema()) if schema_constrained else None
+    contexts = [e.context for e in examples]
+    if engine == LLAMA_CPP:
+        from dagnostics_provider.deploy.gguf_evaluation import GgufAnswers
+
+        answerer: Any = GgufAnswers(
+            version_dir,
+            production_dir,
+            quantize=quantize,
+            convert_script=convert_script,
+            schema_constrained=schema_constrained,
+        )
+    else:
+        constraint = SchemaGrammar(vocabulary_gguf(info), json_schema()) if schema_constrained else None
+        answerer = _TransformersAnswers(version_dir, production_dir, device, batch_size, constraint)
+    max_new_tokens = max_new_tokens or default_max_new_tokens(answerer.tokenizer, [e.output for e in examples])
     results: dict[str, Any] = {
         "version": info.get("version"),
         "dataset": str(dataset_file),
         "examples": len(examples),
         "max_new_tokens": max_new_tokens,
         "schema_constrained": schema_constrained,
+        "engine": engine,
     }
-    results["fine_tuned"], answers = _score(
-        "the fine-tuned model", loaded, examples, references, max_new_tokens, batch_size, constraint
-    )
-    all_answers = {"fine_tuned": answers}
-    results["base"] = None
-    if include_base:
-        with loaded.model.disable_adapter():  # the same weights without LoRA: the base model, loaded once
-            results["base"], all_answers["base"] = _score(
-                "the base model", loaded, examples, references, max_new_tokens, batch_size, constraint
-            )
-    del loaded
-    results["production"], results["production_version"] = None, production_version
-    if production_dir is not None:
-        production = load_version(production_dir, device=device)
-        label = f"production ({production_version or production_dir.name})"
-        results["production"], all_answers["production"] = _score(
-            label, production, examples, references, max_new_tokens, batch_size, constraint
-        )
+
+    def ask(model: str) -> Callable[[str], list[str]]:
+        answerer.prepare(model)  # loading or exporting the model is not answering: generation_s leaves it out
+        return lambda label: answerer.answers(model, contexts, max_new_tokens, label)
+
+    try:
+        results["fine_tuned"], answers = _score("the fine-tuned model", ask(FINE_TUNED), references)
+        all_answers = {FINE_TUNED: answers}
+        results["base"] = None
+        if include_base:
+            results["base"], all_answers["base"] = _score("the base model", ask(BASE), references)
+        results["production"], results["production_version"] = None, production_version
+        if production_dir is not None:
+            label = f"production ({production_version or production_dir.name})"
+            results["production"], all_answers["production"] = _score(label, ask(PRODUCTION), references)
+    finally:
+        answerer.close()
     results["samples"] = [
         {"reference": e.output, "fine_tuned": a}
         for e, a in zip(examples[:SAMPLES_KEPT], answers[:SAMPLES_KEPT], strict=True)
@@ -287,6 +298,51 @@ def evaluate_version(
     write_predictions(version_dir / PREDICTIONS_FILE, examples, references, all_answers)
     write_json(version_dir / EVALUATION_FILE, results)
     return results
+
+
+class _TransformersAnswers:
+    """Answers from the trained weights: the version loaded once, its base as the same weights without LoRA."""
+
+    def __init__(
+        self,
+        version_dir: Path,
+        production_dir: Path | None,
+        device: str | None,
+        batch_size: int,
+        constraint: SchemaGrammar | None,
+    ) -> None:
+        self._loaded: LoadedModel | None = load_version(version_dir, device=device)
+        self.tokenizer = self._loaded.tokenizer
+        self._production_dir, self._device = production_dir, device
+        self._batch_size, self._constraint = batch_size, constraint
+
+    def prepare(self, model: str) -> None:
+        if model == PRODUCTION:
+            assert self._production_dir is not None
+            self._loaded = None  # production is asked last: the version's memory is freed first
+            self._loaded = load_version(self._production_dir, device=self._device)
+
+    def answers(self, model: str, contexts: Sequence[str], max_new_tokens: int, label: str) -> list[str]:
+        def generate(loaded: LoadedModel) -> list[str]:
+            return generate_answers(
+                loaded,
+                contexts,
+                max_new_tokens=max_new_tokens,
+                batch_size=self._batch_size,
+                constraint=self._constraint,
+                label=label,
+            )
+
+        assert self._loaded is not None
+        if model == BASE:
+            with self._loaded.model.disable_adapter():
+                return generate(self._loaded)
+        return generate(self._loaded)
+
+    def close(self) -> None:
+        self._loaded = None
+        if self._constraint is not None:
+            self._constraint.close()
 
 
 def write_predictions(

@@ -19,6 +19,7 @@ from typing import Any
 from dagnostics_provider import artifacts
 from dagnostics_provider.training import registry
 from dagnostics_provider.training.dataset import INFO_FILE, TRAIN_FILE, VALIDATION_FILE
+from dagnostics_provider.training.evaluation import TRANSFORMERS
 from dagnostics_provider.training.layout import TRAINING_INFO_FILE
 from dagnostics_provider.training.trainer import TrainingParams
 
@@ -177,6 +178,9 @@ def evaluate_model(
     max_new_tokens: int | None = None,
     batch_size: int = 8,
     schema_constrained: bool = False,
+    engine: str = TRANSFORMERS,
+    quantize: str | None = None,
+    convert_script: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a version given by name (``dagnostics-slm-vX.Y``), folder or URL; see evaluate_version.
 
@@ -205,6 +209,9 @@ def evaluate_model(
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
         schema_constrained=schema_constrained,
+        engine=engine,
+        quantize=quantize,
+        convert_script=convert_script,
     )
     target = artifacts.to_path(location)
     if not artifacts.is_local(target):

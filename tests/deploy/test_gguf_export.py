@@ -136,3 +136,45 @@ def test_llama_cpp_answers_as_transformers_does_under_the_schema_grammar(fluent,
         assert agreement.prompt_mismatches == 0, "llama.cpp tokenized the rendered TEMPLATE differently"
         assert agreement.complete_rate >= 0.8, "the model should write whole analyses by now"
         assert agreement.rate >= floor, agreement.to_dict()
+
+
+def test_evaluation_in_llama_cpp_scores_the_deployed_gguf_and_its_base_as_transformers_scores_the_weights(
+    fluent, tiny_converter, tmp_path
+):
+    """``evaluate_version(engine="llamacpp")``: the version and its base, exported to GGUF and answering in llama.cpp,
+    give the answers transformers gives from the trained weights; under the schema grammar the fine-tuned file
+    writes whole analyses and its base does not; every answer lands in the predictions file; the exports are gone
+    afterwards."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from dagnostics_provider.training.evaluation import evaluate_version
+
+    version, validation_file = fluent
+    scratch = Path(tempfile.gettempdir())
+    before = set(scratch.glob("dagnostics-gguf-evaluation-*"))
+    results, answers = {}, {}
+    for engine, constrained in (("transformers", False), ("llamacpp", False), ("llamacpp", True)):
+        copy = shutil.copytree(version, tmp_path / f"{engine}-{constrained}")
+        results[engine, constrained] = evaluate_version(
+            copy, validation_file, engine=engine, schema_constrained=constrained, convert_script=str(tiny_converter)
+        )
+        assert results[engine, constrained]["engine"] == engine
+        rows = [json.loads(line) for line in (copy / "evaluation_predictions.jsonl").read_text().splitlines()]
+        assert len(rows) == 20 and all({"fine_tuned", "base"} <= set(row) for row in rows)
+        answers[engine, constrained] = [row["fine_tuned"]["answer"] for row in rows]
+    print({key: (r["fine_tuned"], r["base"]) for key, r in results.items()})
+    same = sum(a == b for a, b in zip(answers["transformers", False], answers["llamacpp", False], strict=True))
+    assert same >= 16, f"only {same} of 20 answers are the same in both engines (f16 against float32)"
+    served = results["llamacpp", True]
+    assert served["schema_constrained"] and served["fine_tuned"]["schema_valid_rate"] >= 0.8
+    assert served["base"]["schema_valid_rate"] < served["fine_tuned"]["schema_valid_rate"]
+    assert set(scratch.glob("dagnostics-gguf-evaluation-*")) == before
+
+
+def test_a_sequence_to_sequence_version_is_sent_to_the_transformers_engine():
+    from dagnostics_provider.deploy.gguf_evaluation import GgufEvaluationError, check_supported
+
+    with pytest.raises(GgufEvaluationError, match="transformers engine"):
+        check_supported({"task_type": "SEQ_2_SEQ_LM", "base_model": "google/flan-t5-small"})

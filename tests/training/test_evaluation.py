@@ -223,7 +223,7 @@ def test_the_schema_grammar_reads_the_vocabulary_of_the_gguf_the_base_came_from(
         vocabulary_gguf({"base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"})
 
 
-def test_cli_evaluate_passes_the_schema_constraint(monkeypatch, capsys):
+def test_cli_evaluate_passes_the_schema_constraint_and_the_engine(monkeypatch, capsys):
     from dagnostics_provider.cli.main import main
     from dagnostics_provider.training import workflow
 
@@ -235,4 +235,17 @@ def test_cli_evaluate_passes_the_schema_constraint(monkeypatch, capsys):
 
     monkeypatch.setattr(workflow, "evaluate_model", fake_evaluate)
     assert main(["training", "evaluate", "some-dir", "--schema-constrained", "--no-production"]) == 0
-    assert seen["schema_constrained"] is True
+    assert seen["schema_constrained"] is True and seen["engine"] == "transformers" and seen["quantize"] is None
+    engine = ["--engine", "llamacpp", "--quantize", "q8_0", "--convert-script", "c.py"]
+    assert main(["training", "evaluate", "some-dir", *engine]) == 0
+    assert (seen["engine"], seen["quantize"], seen["convert_script"]) == ("llamacpp", "q8_0", "c.py")
+
+
+def test_cli_evaluate_refuses_an_engine_or_precision_it_does_not_have(capsys):
+    from dagnostics_provider.cli.main import main
+
+    for argv in (["--engine", "ollama"], ["--engine", "llamacpp", "--quantize", "q4_K_M"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["training", "evaluate", "some-dir", *argv])
+        assert exit_info.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err
