@@ -278,15 +278,15 @@ def evaluate_version(
         return lambda label: answerer.answers(model, contexts, max_new_tokens, label)
 
     try:
-        results["fine_tuned"], answers = _score("the fine-tuned model", ask(FINE_TUNED), references)
+        results[FINE_TUNED], answers = _score("the fine-tuned model", ask(FINE_TUNED), references)
         all_answers = {FINE_TUNED: answers}
-        results["base"] = None
+        results[BASE] = None
         if include_base:
-            results["base"], all_answers["base"] = _score("the base model", ask(BASE), references)
-        results["production"], results["production_version"] = None, production_version
+            results[BASE], all_answers[BASE] = _score("the base model", ask(BASE), references)
+        results[PRODUCTION], results["production_version"] = None, production_version
         if production_dir is not None:
             label = f"production ({production_version or production_dir.name})"
-            results["production"], all_answers["production"] = _score(label, ask(PRODUCTION), references)
+            results[PRODUCTION], all_answers[PRODUCTION] = _score(label, ask(PRODUCTION), references)
     finally:
         answerer.close()
     results["samples"] = [
