@@ -111,7 +111,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    from dagnostics_provider.training import evaluation, trainer
+    from dagnostics_provider.training import evaluation, layout, trainer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="smollm2-135m", help="base model (default: the packaged SmolLM2-135M)")
@@ -125,8 +125,8 @@ def main() -> None:
     parser.add_argument("--schema-constrained", action="store_true", help="answer under the schema grammar")
     parser.add_argument(
         "--engine",
-        choices=evaluation.ENGINES,
-        default=evaluation.TRANSFORMERS,
+        choices=layout.ENGINES,
+        default=layout.TRANSFORMERS,
         help="where the models answer: the trained weights, or their f16 GGUF exports in llama.cpp as served",
     )
     parser.add_argument("--evaluate-only", action="store_true", help="evaluate a trained version, do not train")

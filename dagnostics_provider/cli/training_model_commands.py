@@ -243,7 +243,7 @@ def _add_train_local(verbs: argparse._SubParsersAction) -> None:
 
 def _add_evaluate(verbs: argparse._SubParsersAction) -> None:
     from dagnostics_provider.deploy.gguf import CONVERTER_OUTTYPES
-    from dagnostics_provider.training.evaluation import ENGINES, TRANSFORMERS
+    from dagnostics_provider.training.layout import ENGINES, TRANSFORMERS
 
     evaluate = verbs.add_parser(
         "evaluate",

@@ -25,10 +25,13 @@ from dagnostics_provider.analysis.schema import json_schema, parse_analysis
 from dagnostics_provider.training import end_of_turn, metrics, model_loading, sft_data
 from dagnostics_provider.training.layout import (
     ADAPTER_DIR,
+    ENGINES,
     EVALUATION_FILE,
+    LLAMA_CPP,
     PREDICTIONS_FILE,
     TOKENIZER_DIR,
     TRAINING_INFO_FILE,
+    TRANSFORMERS,
 )
 from dagnostics_provider.training.schema_decoding import SchemaGrammar, SchemaLogitsProcessor
 from dagnostics_provider.training.trainer import read_lines, write_json
@@ -39,9 +42,6 @@ log = logging.getLogger(__name__)
 ANSWER_HEADROOM_TOKENS = 32
 MAX_NEW_TOKENS_CAP = 1024
 SAMPLES_KEPT = 3
-# Where the models answer: the trained weights in transformers, or their GGUF exports in llama.cpp as served.
-TRANSFORMERS, LLAMA_CPP = "transformers", "llamacpp"
-ENGINES = (TRANSFORMERS, LLAMA_CPP)
 # The models an evaluation compares, as keys of evaluation_results.json and the predictions file.
 FINE_TUNED, BASE, PRODUCTION = "fine_tuned", "base", "production"
 

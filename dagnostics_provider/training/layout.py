@@ -22,3 +22,8 @@ EVALUATION_FILE = "evaluation_results.json"
 PREDICTIONS_FILE = "evaluation_predictions.jsonl"  # every answer with its per-field verdicts
 LOSS_CURVE_FILE = "loss_curve.png"
 PRODUCTION_FILE = "production.json"
+
+# Where an evaluation's models answer: the trained weights in transformers, or their GGUF exports in llama.cpp as
+# served.  Here rather than in evaluation.py so the CLI can offer the choice without the [training] extra's imports.
+TRANSFORMERS, LLAMA_CPP = "transformers", "llamacpp"
+ENGINES = (TRANSFORMERS, LLAMA_CPP)

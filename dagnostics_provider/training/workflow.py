@@ -19,8 +19,7 @@ from typing import Any
 from dagnostics_provider import artifacts
 from dagnostics_provider.training import registry
 from dagnostics_provider.training.dataset import INFO_FILE, TRAIN_FILE, VALIDATION_FILE
-from dagnostics_provider.training.evaluation import TRANSFORMERS
-from dagnostics_provider.training.layout import TRAINING_INFO_FILE
+from dagnostics_provider.training.layout import TRAINING_INFO_FILE, TRANSFORMERS
 from dagnostics_provider.training.trainer import TrainingParams
 
 log = logging.getLogger(__name__)
