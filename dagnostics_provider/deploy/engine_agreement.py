@@ -100,8 +100,7 @@ def compare_engines(
     """
     loaded = loaded or evaluation.load_version(version_dir, device="cpu")
     info = evaluation.read_training_info(version_dir)
-    budget = loaded.max_length - max_new_tokens
-    fitted = [sft_data.fit_context(loaded.tokenizer, context, loaded.style, budget) for context in contexts]
+    fitted = evaluation.fit_contexts(loaded.tokenizer, contexts, loaded.style, loaded.max_length, max_new_tokens)
     kept = [(i, context) for i, context in enumerate(fitted) if context is not None]
     schema = json_schema()
     started = time.monotonic()

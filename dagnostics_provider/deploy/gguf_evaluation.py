@@ -30,8 +30,8 @@ from dagnostics_provider import prompt_format
 from dagnostics_provider.analysis.schema import json_schema
 from dagnostics_provider.deploy import architectures, gguf, llama_cpp_converter, modelfile
 from dagnostics_provider.deploy.bundle import GGUF_FILE, build_bundle
-from dagnostics_provider.training import model_loading, sft_data
-from dagnostics_provider.training.evaluation import BASE, PRODUCTION, read_training_info
+from dagnostics_provider.training import model_loading
+from dagnostics_provider.training.evaluation import BASE, PRODUCTION, fit_contexts, read_training_info
 from dagnostics_provider.training.layout import TOKENIZER_DIR
 from dagnostics_provider.training.progress import format_duration
 
@@ -169,10 +169,7 @@ class _Version:
 
     def fitted(self, contexts: Sequence[str], max_new_tokens: int) -> list[str | None]:
         """Each context cut to leave ``max_new_tokens`` of the version's length for the answer, as in training."""
-        budget = self.max_length - max_new_tokens
-        if budget <= 0:
-            raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {self.max_length}")
-        return [sft_data.fit_context(self.tokenizer, context, self.style, budget) for context in contexts]
+        return fit_contexts(self.tokenizer, contexts, self.style, self.max_length, max_new_tokens)
 
 
 class GgufAnswers:

@@ -107,13 +107,12 @@ def generate_answers(
     end_marker = end_of_turn.marker(tokenizer) if loaded.style == sft_data.CHAT_TEMPLATE else ""
     stop_ids = end_of_turn.stop_token_ids(tokenizer, end_marker)
     seq2seq = loaded.task_type == model_loading.SEQ_2_SEQ_LM
-    budget = loaded.max_length if seq2seq else loaded.max_length - max_new_tokens
-    if budget <= 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {loaded.max_length}")
-    prompts: list[list[int] | None] = []
-    for context in contexts:
-        fitted = sft_data.fit_context(tokenizer, context, loaded.style, budget)
-        prompts.append(None if fitted is None else sft_data.prompt_ids(tokenizer, fitted, loaded.style))
+    prompts = [
+        None if fitted is None else sft_data.prompt_ids(tokenizer, fitted, loaded.style)
+        for fitted in fit_contexts(
+            tokenizer, contexts, loaded.style, loaded.max_length, 0 if seq2seq else max_new_tokens
+        )
+    ]
     answers = [""] * len(contexts)
     # Similar lengths together: less padding, and the order is restored by index.
     order = sorted((i for i, ids in enumerate(prompts) if ids is not None), key=lambda i: len(prompts[i]))
@@ -152,6 +151,19 @@ def generate_answers(
             format_duration(elapsed / done * (len(order) - done)),
         )
     return answers
+
+
+def fit_contexts(
+    tokenizer: Any, contexts: Sequence[str], style: sft_data.PromptStyle, max_length: int, max_new_tokens: int
+) -> list[str | None]:
+    """Each context cut so its prompt leaves ``max_new_tokens`` of ``max_length`` for the answer; None if none fits.
+
+    A seq2seq model's answer has its own length, so its callers pass 0.
+    """
+    budget = max_length - max_new_tokens
+    if budget <= 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves no room for a prompt in {max_length}")
+    return [sft_data.fit_context(tokenizer, context, style, budget) for context in contexts]
 
 
 def _constrained(constraint: SchemaGrammar | None, rows: int, prompt_width: int) -> Any:
